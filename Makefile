@@ -1,0 +1,41 @@
+# Set-up and checks. Every target creates .venv if needed and installs what it uses.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# A CPU wheel of torch 2.13.0 lies on every project machine's disk; pinning it keeps pip
+# from pulling a multi-GB CUDA build. keras (dev) runs its real callbacks on the torch backend.
+TORCH := torch==2.13.0
+export KERAS_BACKEND ?= torch
+
+.PHONY: demo test lint typecheck bench clean
+
+$(VENV)/.installed-dev: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip
+	$(PIP) install $(TORCH)
+	$(PIP) install -e '.[dev]' $(TORCH)
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PIP) install -e '.[dev,bench]' $(TORCH)
+	touch $@
+
+demo: $(VENV)/.installed-dev
+	$(PY) examples/demo.py
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check trainbus tests benchmarks examples
+	$(PY) -m ruff format --check trainbus tests benchmarks examples
+
+typecheck: $(VENV)/.installed-dev
+	$(PY) -m mypy --strict trainbus
+
+test: lint typecheck
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/dispatch.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,4 @@
+"""Framework adapters: the only code in trainbus that imports a framework.
+
+* :mod:`trainbus.adapters.loop`: plain Python/NumPy loops (``NumpyModel``).
+"""

@@ -1,0 +1,169 @@
+"""The adapter for plain Python/NumPy training loops.
+
+:class:`NumpyModel` implements :class:`~trainbus.ModelHandle` over a dict of
+NumPy arrays, so every Keras-style callback (early stopping with weight
+restore, checkpointing, learning-rate schedules) works on a loop that keeps
+its parameters in NumPy.
+
+Example:
+    >>> import numpy as np
+    >>> model = NumpyModel({"w": np.zeros((3, 2)), "b": np.zeros(2)}, learning_rate=0.1)
+    >>> model.optimizer.learning_rate = 0.05
+    >>> model.params["w"] -= model.optimizer.learning_rate   # your update rule
+    >>> [w.shape for w in model.get_weights()]
+    [(3, 2), (2,)]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainbus.io import atomic_write
+
+
+class NumpyOptimizer:
+    """A learning-rate holder for NumPy loops: ``learning_rate`` and ``iterations``.
+
+    Your update rule reads ``learning_rate``; LR callbacks assign it.
+    """
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+        self.iterations = 0
+
+    @property
+    def learning_rate(self) -> float:
+        """The current rate (a non-negative finite float)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        rate = float(value)
+        if not math.isfinite(rate) or rate < 0:
+            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}")
+        self._learning_rate = rate
+
+    def __repr__(self) -> str:
+        return (
+            f"NumpyOptimizer(learning_rate={self._learning_rate!r}, iterations={self.iterations})"
+        )
+
+
+class NumpyModel:
+    """A :class:`~trainbus.ModelHandle` over named NumPy arrays.
+
+    Args:
+        params: Parameter name → array. The arrays are used in place (your
+            loop updates them); ``get_weights`` returns copies in this order.
+        learning_rate: If given, ``optimizer`` is a :class:`NumpyOptimizer`
+            holding it; otherwise ``optimizer`` is ``None``.
+
+    Files: ``save``/``save_weights`` write a NumPy ``.npz`` archive (whatever
+    the extension, so Keras's ``.keras``/``.weights.h5`` file-name rules can be
+    met) holding the arrays, and ``save`` adds the learning rate. Writes are
+    crash-safe (temp file, fsync, rename).
+    """
+
+    def __init__(
+        self, params: Mapping[str, np.ndarray], learning_rate: float | None = None
+    ) -> None:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping of name -> numpy array, got {params!r}")
+        self.params: dict[str, np.ndarray] = {}
+        for name, value in params.items():
+            if not isinstance(value, np.ndarray):
+                raise TypeError(
+                    f"params[{name!r}] must be a numpy.ndarray, got {type(value).__name__}"
+                )
+            self.params[name] = value
+        self.optimizer: NumpyOptimizer | None = (
+            NumpyOptimizer(learning_rate) if learning_rate is not None else None
+        )
+        self.stop_training = False
+        self._initial_epoch: int | None = None
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the arrays, in ``params`` order."""
+        return [value.copy() for value in self.params.values()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Copy ``weights`` into the arrays in place, checking count, shapes and dtypes."""
+        weights = list(weights)
+        if len(weights) != len(self.params):
+            raise ValueError(
+                f"set_weights got {len(weights)} arrays, but the model has {len(self.params)}: "
+                f"{', '.join(self.params)}"
+            )
+        pairs = list(zip(self.params.items(), weights))
+        for (name, current), new in pairs:
+            new = np.asarray(new)
+            if new.shape != current.shape:
+                raise ValueError(
+                    f"set_weights: {name!r} has shape {current.shape}, got {new.shape}"
+                )
+            if not np.can_cast(new.dtype, current.dtype, casting="same_kind"):
+                raise ValueError(
+                    f"set_weights: {name!r} has dtype {current.dtype}, got {new.dtype}"
+                )
+        for (_, current), new in pairs:
+            current[...] = new
+
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Write the arrays to ``filepath`` (an ``.npz`` archive), atomically."""
+        self._write(filepath, overwrite, with_optimizer=False)
+
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Write the arrays and the optimizer state to ``filepath``, atomically."""
+        self._write(filepath, overwrite, with_optimizer=True)
+
+    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
+        """Load arrays saved by :meth:`save`/:meth:`save_weights`, checking names and shapes.
+
+        A file from :meth:`save` also restores the learning rate.
+        """
+        path = Path(filepath)
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {name: archive[name] for name in archive.files if not name.startswith("__")}
+            meta = (
+                json.loads(bytes(archive["__meta__"]).decode())
+                if "__meta__" in archive.files
+                else {}
+            )
+        missing = [name for name in self.params if name not in stored]
+        unexpected = [name for name in stored if name not in self.params]
+        if missing or unexpected:
+            raise ValueError(
+                f"{str(path)!r} does not match the model: "
+                f"missing {missing}, unexpected {unexpected}"
+            )
+        self.set_weights([stored[name] for name in self.params])
+        rate = meta.get("learning_rate")
+        if rate is not None and self.optimizer is not None:
+            self.optimizer.learning_rate = rate
+
+    def _write(
+        self, filepath: str | os.PathLike[str], overwrite: bool, with_optimizer: bool
+    ) -> None:
+        arrays: dict[str, Any] = dict(self.params)
+        if with_optimizer and self.optimizer is not None:
+            meta = {"learning_rate": self.optimizer.learning_rate}
+            arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with atomic_write(filepath, "wb", overwrite=overwrite) as handle:
+            handle.write(buffer.getvalue())
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{name}{tuple(value.shape)}" for name, value in self.params.items())
+        return f"NumpyModel({shapes}, optimizer={self.optimizer!r})"
+
+
+__all__ = ["NumpyModel", "NumpyOptimizer"]

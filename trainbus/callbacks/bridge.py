@@ -1,0 +1,159 @@
+"""The bridge: Keras-style callback objects as bus subscribers.
+
+Each object is subscribed, in list order, for the hooks it overrides only. A
+hook counts as overridden unless it carries the ``_is_default`` mark that both
+Keras's and trainbus's base classes put on their defaults; objects with no base
+class (duck-typed) are subscribed for every hook method they have.
+
+The emitter then calls the hook methods straight from the dispatch plan, with
+Keras's arguments: a plain ``dict`` (``{}`` rather than ``None``), the same
+dict for every callback within one hook call, and ``logs=`` by keyword for
+batch hooks.
+
+Example:
+    >>> import keras  # doctest: +SKIP
+    >>> bus.attach([keras.callbacks.EarlyStopping(monitor="loss", mode="min"),
+    ...             MyCallback()])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from trainbus.callbacks.base import is_default
+from trainbus.event import Event
+from trainbus.events import HOOKED_EVENTS, TrainBatchBegin, TrainBatchEnd
+from trainbus.subscription import OnError, Subscription, describe_callable
+
+if TYPE_CHECKING:
+    from trainbus.bus import Bus
+
+_ALIASES: dict[type[Event], str] = {
+    TrainBatchBegin: "on_batch_begin",
+    TrainBatchEnd: "on_batch_end",
+}
+
+
+def overridden_hooks(callback: object) -> list[tuple[type[Event], Callable[..., Any]]]:
+    """The ``(event class, bound method)`` pairs ``callback`` should receive.
+
+    ``on_train_batch_*`` is chosen when it or its ``on_batch_*`` alias is
+    overridden (the base class forwards to the alias); an object without the
+    ``on_train_batch_*`` method but with the alias gets the alias directly.
+
+    Example:
+        >>> from trainbus import Callback
+        >>> class Printer(Callback):
+        ...     def on_batch_end(self, batch, logs=None): print(batch)
+        >>> [event.__name__ for event, _ in overridden_hooks(Printer())]
+        ['TrainBatchEnd']
+    """
+    found: list[tuple[type[Event], Callable[..., Any]]] = []
+    for hook, event in HOOKED_EVENTS.items():
+        method = getattr(callback, hook, None)
+        alias_name = _ALIASES.get(event)
+        alias = getattr(callback, alias_name, None) if alias_name else None
+        alias_overridden = callable(alias) and not is_default(alias)
+        if callable(method) and (not is_default(method) or alias_overridden):
+            found.append((event, method))
+        elif method is None and alias_overridden:
+            found.append((event, alias))  # type: ignore[arg-type]
+    return found
+
+
+class Attachment:
+    """The subscriptions made for a list of Keras-style callbacks.
+
+    Attributes:
+        callbacks: The attached objects, in order.
+        subscriptions: One per overridden hook.
+        sender: The emitter they are scoped to, or ``None`` for any.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        callbacks: tuple[object, ...],
+        subscriptions: tuple[Subscription, ...],
+        sender: object | None,
+    ) -> None:
+        self.bus = bus
+        self.callbacks = callbacks
+        self.subscriptions = subscriptions
+        self.sender = sender
+
+    def remove(self) -> None:
+        """Detach every callback (idempotent)."""
+        for subscription in self.subscriptions:
+            subscription.remove()
+        if self in self.bus._attachments:
+            self.bus._attachments.remove(self)
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(cb).__name__ for cb in self.callbacks)
+        return f"<Attachment [{names}]: {len(self.subscriptions)} hooks>"
+
+
+def _flatten(callbacks: object) -> list[object]:
+    if isinstance(callbacks, (list, tuple)):
+        return [cb for item in callbacks for cb in _flatten(item)]
+    return [] if callbacks is None else [callbacks]
+
+
+def attach(
+    bus: Bus,
+    callbacks: object | Iterable[object],
+    *,
+    sender: object | None = None,
+    priority: int = 0,
+    on_error: OnError = "raise",
+) -> Attachment:
+    """Subscribe Keras-style callbacks to ``bus``, in list order.
+
+    Args:
+        bus: The bus to subscribe to.
+        callbacks: One object or a (nested) list of them.
+        sender: Only events from this emitter.
+        priority: Priority of every hook (list order breaks ties).
+        on_error: ``"raise"`` or ``"log"``, as for typed subscribers.
+
+    Raises:
+        TypeError: an object has neither ``set_model`` nor any hook method.
+        ValueError: an object is already attached to this bus.
+    """
+    objects = _flatten(callbacks)
+    attached = {id(cb) for cb in bus.callbacks(sender)}
+    plans: list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]] = []
+    for callback in objects:
+        hooks = overridden_hooks(callback)
+        if not hooks and not hasattr(callback, "set_model"):
+            raise TypeError(
+                f"{callback!r} is not a Keras-style callback: it has no set_model() and none "
+                f"of the hook methods ({', '.join(HOOKED_EVENTS)})"
+            )
+        if id(callback) in attached:
+            raise ValueError(f"{callback!r} is already attached to this bus")
+        attached.add(id(callback))
+        plans.append((callback, hooks))
+    subscriptions = tuple(
+        bus.subscribe_hook(
+            event,
+            method,
+            sender=sender,
+            priority=priority,
+            on_error=on_error,
+            name=f"{describe_callable(type(callback))}.{getattr(method, '__name__', event.hook)}",
+        )
+        for callback, hooks in plans
+        for event, method in hooks
+    )
+    attachment = Attachment(bus, tuple(objects), subscriptions, sender)
+    bus._attachments.append(attachment)
+    return attachment

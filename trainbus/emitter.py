@@ -1,0 +1,691 @@
+"""The emitter: drives a bus from a training loop.
+
+It owns what a loop should not have to: the global step, ``steps_per_execution``
+chunking, ``stop_training``, epoch means of the batch logs, ``val_`` results,
+and the check that lifecycle events come in an order Keras allows. Two ways to
+drive it:
+
+* the Keras ``CallbackList`` hook methods (``on_train_begin()``,
+  ``on_epoch_begin(epoch)``, ``on_train_batch_end(batch, logs)``, ...), so any
+  code that drives a Keras ``CallbackList`` can drive an emitter;
+* iterator wrappers, so a plain loop needs two extra lines::
+
+    emitter = Emitter(bus, model=model)
+    with emitter.training(epochs=10) as epochs:
+        for epoch in epochs:
+            for x, y in emitter.batches(train_data):
+                emitter.log(loss=step(x, y))
+            for x, y in emitter.test_batches(val_data):
+                emitter.log(loss=evaluate(x, y))
+
+Events the loop sends are delivered from precompiled plans: with nobody
+listening, a hook call is a few attribute checks; an event object is built only
+when a typed subscriber listens to its class; Keras-style callbacks are called
+with their hook arguments directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from trainbus.bus import HOOKS, TYPED, Bus, Plan
+from trainbus.errors import EventOrderError
+from trainbus.event import Event
+from trainbus.events import (
+    Aborted,
+    EpochBegin,
+    EpochEnd,
+    PredictBatchBegin,
+    PredictBatchEnd,
+    PredictBegin,
+    PredictEnd,
+    TestBatchBegin,
+    TestBatchEnd,
+    TestBegin,
+    TestEnd,
+    TrainBatchBegin,
+    TrainBatchEnd,
+    TrainBegin,
+    TrainEnd,
+)
+from trainbus.logs import Logs, mean_logs
+from trainbus.model import NullModel
+
+T = TypeVar("T")
+
+# Emitter states. A test or predict run inside an epoch returns to EPOCH.
+IDLE, TRAINING, EPOCH, TRAIN_BATCH, TESTING, TEST_BATCH, PREDICTING, PREDICT_BATCH = range(8)
+
+_STATE_TEXT = {
+    IDLE: ("idle", "on_train_begin(), on_test_begin() or on_predict_begin()"),
+    TRAINING: ("between epochs", "on_epoch_begin(epoch) or on_train_end()"),
+    EPOCH: (
+        "inside an epoch",
+        "on_train_batch_begin(batch), on_test_begin(), on_predict_begin() or on_epoch_end(epoch)",
+    ),
+    TRAIN_BATCH: ("inside train batch {batch}", "on_train_batch_end({batch})"),
+    TESTING: ("evaluating", "on_test_batch_begin(batch) or on_test_end()"),
+    TEST_BATCH: ("inside test batch {batch}", "on_test_batch_end({batch})"),
+    PREDICTING: ("predicting", "on_predict_batch_begin(batch) or on_predict_end()"),
+    PREDICT_BATCH: ("inside predict batch {batch}", "on_predict_batch_end({batch})"),
+}
+
+_PLAN_SLOTS: dict[type[Event], str] = {
+    TrainBegin: "_p_train_begin",
+    TrainEnd: "_p_train_end",
+    TestBegin: "_p_test_begin",
+    TestEnd: "_p_test_end",
+    PredictBegin: "_p_predict_begin",
+    PredictEnd: "_p_predict_end",
+    EpochBegin: "_p_epoch_begin",
+    EpochEnd: "_p_epoch_end",
+    TrainBatchBegin: "_p_train_batch_begin",
+    TrainBatchEnd: "_p_train_batch_end",
+    TestBatchBegin: "_p_test_batch_begin",
+    TestBatchEnd: "_p_test_batch_end",
+    PredictBatchBegin: "_p_predict_batch_begin",
+    PredictBatchEnd: "_p_predict_batch_end",
+    Aborted: "_p_aborted",
+}
+
+_new_event = tuple.__new__
+_default_bus: Bus | None = None
+
+
+def default_bus() -> Bus:
+    """The module-level bus an :class:`Emitter` uses when given none."""
+    global _default_bus
+    if _default_bus is None:
+        _default_bus = Bus("default")
+    return _default_bus
+
+
+class Emitter:
+    """Sends a training loop's lifecycle events to a bus, Keras-style.
+
+    Args:
+        bus: Where events go; the module-level :func:`default_bus` if omitted.
+        steps_per_execution: Batches per dispatch. The loop reports every
+            batch; batch events go out once per chunk of this many, the begin
+            with the chunk's first index and the end with its last (the last
+            chunk of an epoch is clamped to the last batch that ran).
+        model: The :class:`~trainbus.ModelHandle` callbacks see as
+            ``self.model``; a :class:`~trainbus.model.NullModel` (which has
+            ``stop_training`` only) if omitted.
+        params: Keras ``params`` for callbacks (``epochs``, ``steps``,
+            ``verbose``); :meth:`training` fills ``epochs`` and ``steps``.
+
+    Attributes:
+        step: Training batches completed so far (the global step).
+        epoch: The current (or last) epoch index.
+        epoch_logs: The last epoch's logs as computed (before callbacks ran).
+        test_logs: The last evaluation's results (unprefixed).
+    """
+
+    def __init__(
+        self,
+        bus: Bus | None = None,
+        *,
+        steps_per_execution: int = 1,
+        model: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if (
+            isinstance(steps_per_execution, bool)
+            or not isinstance(steps_per_execution, int)
+            or steps_per_execution < 1
+        ):
+            raise ValueError(
+                f"steps_per_execution must be a positive int, got {steps_per_execution!r}"
+            )
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping such as {{'epochs': 10}}, got {params!r}")
+        self.bus = bus if bus is not None else default_bus()
+        self.steps_per_execution = steps_per_execution
+        self.model: Any = model if model is not None else NullModel()
+        self.params: dict[str, Any] = {"verbose": "auto", "epochs": 1, "steps": None}
+        self.params.update(params or {})
+        self.step = 0
+        self.epoch = 0
+        self.epoch_logs: dict[str, Any] = {}
+        self.test_logs: dict[str, Any] = {}
+        self._state = IDLE
+        self._outer = IDLE  # where a test/predict run returns to
+        self._batch = -1  # index of the open batch
+        self._last = -1  # last batch index that ended in the current phase
+        self._train_last = -1  # the train phase's, kept across a validation run
+        self._chunk_first: int | None = None
+        self._chunk_logs: Any = None
+        self._batch_logs: list[dict[str, Any]] = []  # this phase's batch logs (means)
+        self._train_batch_logs: list[dict[str, Any]] = []
+        self._val_logs: dict[str, Any] = {}
+        self._extra_logs: dict[str, Any] = {}  # logged outside any batch
+        self._extra_logs_outer: dict[str, Any] = {}  # the epoch's, during a test run
+        self._pending: dict[str, Any] = {}  # logged inside the open batch
+        self._abandoned = False
+        self._run_steps: int | None = None  # batches in the current run, if known
+        self.bus.watch(self)
+        self._plans_changed()
+
+    # -- plans and control ------------------------------------------------------
+
+    def _plans_changed(self) -> None:
+        plan = self.bus.plan
+        for event, slot in _PLAN_SLOTS.items():
+            setattr(self, slot, plan(event, self))
+
+    @property
+    def stop_training(self) -> bool:
+        """Whether the run should stop; shared with ``model.stop_training``."""
+        return bool(self.model.stop_training)
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.model.stop_training = value
+
+    @property
+    def state(self) -> str:
+        """Where the emitter is in the lifecycle, in words."""
+        return _STATE_TEXT[self._state][0].format(batch=self._batch)
+
+    def _order_error(self, call: str) -> EventOrderError:
+        where, expected = _STATE_TEXT[self._state]
+        if self._chunk_first is not None and self._state in (EPOCH, TESTING, PREDICTING):
+            expected += " (a steps_per_execution chunk is open)"
+        return EventOrderError(
+            f"{call} is out of order: the emitter is {where.format(batch=self._batch)}; "
+            f"expected {expected.format(batch=self._batch)}"
+        )
+
+    def _recover_abandoned(self) -> bool:
+        """Close a batch whose iterator was left with ``break``; True if one was."""
+        if not self._abandoned:
+            return False
+        self._abandoned = False
+        if self._state == TRAIN_BATCH:
+            self.on_train_batch_end(self._batch, self._take_pending())
+        elif self._state == TEST_BATCH:
+            self.on_test_batch_end(self._batch, self._take_pending())
+            self.on_test_end()
+        elif self._state == PREDICT_BATCH:
+            self.on_predict_batch_end(self._batch, self._take_pending())
+            self.on_predict_end()
+        return True
+
+    def _expect(self, state: int, call: str) -> None:
+        if self._state != state and not (self._recover_abandoned() and self._state == state):
+            raise self._order_error(call)
+
+    # -- delivery -----------------------------------------------------------------
+
+    def _send_batch(self, plan: Plan, cls: type[Event], batch: int, size: int, logs: Any) -> None:
+        shared = Logs() if logs is None else Logs(logs)
+        mode = plan.mode
+        call: Any = None
+        try:
+            if mode == HOOKS:
+                for call in plan.calls:
+                    call(batch, logs=shared)
+                return
+            event = _new_event(cls, (self.step, shared, self.epoch, batch, size))
+            if mode == TYPED:
+                for call in plan.calls:
+                    call(event)
+            else:
+                for call, hook in zip(plan.calls, plan.is_hook):
+                    if hook:
+                        call(batch, logs=shared)
+                    else:
+                        call(event)
+        except Exception as error:
+            plan.blame(error, call, f"{cls.__name__}(epoch={self.epoch}, batch={batch})")
+            raise
+
+    def _prepare_callbacks(self) -> None:
+        for callback in self.bus.callbacks(self):
+            set_model = getattr(callback, "set_model", None)
+            if set_model is not None:
+                set_model(self.model)
+            set_params = getattr(callback, "set_params", None)
+            if set_params is not None and self.params:
+                set_params(self.params)
+
+    # -- Keras CallbackList surface: training ---------------------------------------
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        """Start training: callbacks get ``set_model``/``set_params``, then ``TrainBegin``."""
+        self._expect(IDLE, "on_train_begin()")
+        self.stop_training = False
+        self.step = 0
+        self.epoch_logs = {}
+        self._train_last = -1
+        self._prepare_callbacks()
+        self._state = TRAINING
+        plan = self._p_train_begin  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(TrainBegin(step=0, logs=Logs(logs or {})))
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        """End training; ``logs`` default to the last epoch's logs."""
+        self._expect(TRAINING, "on_train_end()")
+        self._state = IDLE
+        plan = self._p_train_end  # type: ignore[attr-defined]
+        if plan is not None:
+            final = logs if logs is not None else self.epoch_logs
+            plan.send(TrainEnd(step=self.step, logs=Logs(final)))
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Start epoch ``epoch`` (0-based)."""
+        self._expect(TRAINING, f"on_epoch_begin({epoch})")
+        self.epoch = epoch
+        self._state = EPOCH
+        self._last = self._train_last = -1
+        self._run_steps = self.params.get("steps")
+        self._train_batch_logs = []
+        self._batch_logs = self._train_batch_logs
+        self._val_logs = {}
+        self._extra_logs = {}
+        plan = self._p_epoch_begin  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(EpochBegin(step=self.step, logs=Logs(logs or {}), epoch=epoch))
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """End the epoch. Its logs: batch means, ``val_`` results, then ``logs``."""
+        self._expect(EPOCH, f"on_epoch_end({epoch})")
+        if epoch != self.epoch:
+            raise EventOrderError(
+                f"on_epoch_end({epoch}) does not match the open epoch: "
+                f"expected on_epoch_end({self.epoch})"
+            )
+        self._flush_chunk(TrainBatchEnd)
+        epoch_logs = mean_logs(self._train_batch_logs)
+        epoch_logs.update(self._val_logs)
+        epoch_logs.update(self._extra_logs)
+        if logs:
+            epoch_logs.update(logs)
+        self.epoch_logs = epoch_logs
+        self._train_batch_logs = []
+        self._state = TRAINING
+        plan = self._p_epoch_end  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(EpochEnd(step=self.step, logs=Logs(epoch_logs), epoch=epoch))
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """A training batch starts (events go out once per chunk)."""
+        if self._state != EPOCH or batch <= self._last:
+            self._bad_batch_begin(EPOCH, "train", batch)
+        self._state = TRAIN_BATCH
+        self._batch = batch
+        if self._chunk_first is None:
+            self._chunk_first = batch
+            plan = self._p_train_batch_begin  # type: ignore[attr-defined]
+            if plan is not None:
+                self._send_batch(plan, TrainBatchBegin, batch, self._chunk_size(batch), logs)
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """A training batch ended; ``logs`` count toward the epoch means."""
+        if self._state != TRAIN_BATCH or batch < self._batch:
+            self._bad_batch_end(TRAIN_BATCH, "train", batch)
+        self._state = EPOCH
+        self._last = batch
+        if logs:
+            self._train_batch_logs.append(dict(logs))
+        spe = self.steps_per_execution
+        if spe == 1 or (batch + 1) % spe == 0 or batch + 1 == self._run_steps:
+            first = self._chunk_first
+            self._chunk_first = None
+            self.step += batch - first + 1  # type: ignore[operator]
+            plan = self._p_train_batch_end  # type: ignore[attr-defined]
+            if plan is not None:
+                self._send_batch(plan, TrainBatchEnd, batch, batch - first + 1, logs)  # type: ignore[operator]
+        else:
+            self._chunk_logs = logs
+
+    # -- evaluation and prediction ---------------------------------------------------
+
+    def on_test_begin(
+        self, logs: Mapping[str, Any] | None = None, *, steps: int | None = None
+    ) -> None:
+        """Start evaluating: standalone, or as validation inside an epoch.
+
+        ``steps`` (the number of batches, if known) sizes the last chunk.
+        """
+        self._begin_run(TESTING, "on_test_begin()", steps)
+        plan = self._p_test_begin  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(TestBegin(step=self.step, logs=Logs(logs or {})))
+
+    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        """End evaluating. Results: test batch means, then ``logs``.
+
+        Inside an epoch they also go into the epoch logs with a ``val_`` prefix.
+        """
+        self._expect(TESTING, "on_test_end()")
+        self._flush_chunk(TestBatchEnd)
+        results = mean_logs(self._batch_logs)
+        results.update(self._extra_logs)
+        if logs:
+            results.update(logs)
+        self.test_logs = results
+        self._end_run()
+        if self._state == EPOCH:
+            self._val_logs = {f"val_{key}": value for key, value in results.items()}
+        plan = self._p_test_end  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(TestEnd(step=self.step, logs=Logs(results)))
+
+    def on_test_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """An evaluation batch starts."""
+        if self._state != TESTING or batch <= self._last:
+            self._bad_batch_begin(TESTING, "test", batch)
+        self._open_batch(TEST_BATCH, batch, self._p_test_batch_begin, TestBatchBegin, logs)  # type: ignore[attr-defined]
+
+    def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """An evaluation batch ended; ``logs`` count toward the results."""
+        if self._state != TEST_BATCH or batch < self._batch:
+            self._bad_batch_end(TEST_BATCH, "test", batch)
+        if logs:
+            self._batch_logs.append(dict(logs))
+        self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)  # type: ignore[attr-defined]
+
+    def on_predict_begin(
+        self, logs: Mapping[str, Any] | None = None, *, steps: int | None = None
+    ) -> None:
+        """Start predicting; ``steps`` as for :meth:`on_test_begin`."""
+        self._begin_run(PREDICTING, "on_predict_begin()", steps)
+        plan = self._p_predict_begin  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(PredictBegin(step=self.step, logs=Logs(logs or {})))
+
+    def on_predict_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        """End predicting."""
+        self._expect(PREDICTING, "on_predict_end()")
+        self._flush_chunk(PredictBatchEnd)
+        self._end_run()
+        plan = self._p_predict_end  # type: ignore[attr-defined]
+        if plan is not None:
+            plan.send(PredictEnd(step=self.step, logs=Logs(logs or {})))
+
+    def on_predict_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """A prediction batch starts."""
+        if self._state != PREDICTING or batch <= self._last:
+            self._bad_batch_begin(PREDICTING, "predict", batch)
+        self._open_batch(PREDICT_BATCH, batch, self._p_predict_batch_begin, PredictBatchBegin, logs)  # type: ignore[attr-defined]
+
+    def on_predict_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """A prediction batch ended (``logs`` usually hold ``outputs``)."""
+        if self._state != PREDICT_BATCH or batch < self._batch:
+            self._bad_batch_end(PREDICT_BATCH, "predict", batch)
+        self._close_batch(PREDICTING, batch, self._p_predict_batch_end, PredictBatchEnd, logs)  # type: ignore[attr-defined]
+
+    def abort(self, error: BaseException) -> None:
+        """The loop raised ``error``: send :class:`Aborted` and reset to idle.
+
+        No ``TrainEnd``/``TestEnd``/``PredictEnd`` is sent, as in Keras.
+        :meth:`training` calls this for you.
+        """
+        phase: str | None = None
+        if self._outer != IDLE or self._state in (TRAINING, EPOCH, TRAIN_BATCH):
+            phase = "train"
+        elif self._state in (TESTING, TEST_BATCH):
+            phase = "test"
+        elif self._state in (PREDICTING, PREDICT_BATCH):
+            phase = "predict"
+        self._reset()
+        plan = self._p_aborted  # type: ignore[attr-defined]
+        if phase is not None and plan is not None:
+            text = f"{type(error).__name__}: {error}"
+            logs = Logs(self.epoch_logs)
+            plan.send(Aborted(step=self.step, logs=logs, phase=phase, error=text))
+
+    # -- helpers for the hook methods --------------------------------------------------
+
+    def _begin_run(self, state: int, call: str, steps: int | None = None) -> None:
+        if self._state == EPOCH:
+            self._flush_chunk(TrainBatchEnd)
+        elif self._state != IDLE and not (
+            self._recover_abandoned() and self._state in (IDLE, EPOCH)
+        ):
+            raise self._order_error(call)
+        self._outer = self._state
+        if self._outer == IDLE:
+            self._prepare_callbacks()
+        else:
+            self._train_last = self._last
+        self._state = state
+        self._last = -1
+        self._run_steps = steps
+        self._batch_logs = []
+        self._extra_logs_outer = self._extra_logs
+        self._extra_logs = {}
+
+    def _end_run(self) -> None:
+        self._state = self._outer
+        self._outer = IDLE
+        self._last = self._train_last
+        self._run_steps = self.params.get("steps")
+        self._batch_logs = self._train_batch_logs
+        self._extra_logs = self._extra_logs_outer
+
+    def _reset(self) -> None:
+        self._state = self._outer = IDLE
+        self._chunk_first = None
+        self._abandoned = False
+        self._pending = {}
+
+    def _chunk_size(self, batch: int) -> int:
+        size = self.steps_per_execution
+        steps = self._run_steps
+        if steps is not None and batch + size > steps:
+            return max(1, steps - batch)
+        return size
+
+    def _open_batch(
+        self, state: int, batch: int, plan: Plan | None, cls: type[Event], logs: Any
+    ) -> None:
+        self._state = state
+        self._batch = batch
+        if self._chunk_first is None:
+            self._chunk_first = batch
+            if plan is not None:
+                self._send_batch(plan, cls, batch, self._chunk_size(batch), logs)
+
+    def _close_batch(
+        self, state: int, batch: int, plan: Plan | None, cls: type[Event], logs: Any
+    ) -> None:
+        self._state = state
+        self._last = batch
+        spe = self.steps_per_execution
+        if spe == 1 or (batch + 1) % spe == 0 or batch + 1 == self._run_steps:
+            first: int = self._chunk_first  # type: ignore[assignment]
+            self._chunk_first = None
+            if plan is not None:
+                self._send_batch(plan, cls, batch, batch - first + 1, logs)
+        else:
+            self._chunk_logs = logs
+
+    def _flush_chunk(self, cls: type[Event]) -> None:
+        """Close an open chunk at the last batch that ran (the clamped end)."""
+        first = self._chunk_first
+        if first is None:
+            return
+        self._chunk_first = None
+        size = self._last - first + 1
+        if cls is TrainBatchEnd:
+            self.step += size
+        plan = getattr(self, _PLAN_SLOTS[cls])
+        if plan is not None:
+            self._send_batch(plan, cls, self._last, size, self._chunk_logs)
+
+    def _bad_batch_begin(self, state: int, mode: str, batch: int) -> None:
+        if self._recover_abandoned() and self._state == state and batch > self._last:
+            return
+        if self._state == state:
+            raise EventOrderError(
+                f"on_{mode}_batch_begin({batch}) is out of order: batch indices must increase "
+                f"within a run, and batch {self._last} already ended; "
+                f"expected on_{mode}_batch_begin({self._last + 1}) or later"
+            )
+        raise self._order_error(f"on_{mode}_batch_begin({batch})")
+
+    def _bad_batch_end(self, state: int, mode: str, batch: int) -> None:
+        if self._state == state:
+            raise EventOrderError(
+                f"on_{mode}_batch_end({batch}) is out of order: batch {self._batch} is open; "
+                f"expected on_{mode}_batch_end({self._batch}) or a later index"
+            )
+        raise self._order_error(f"on_{mode}_batch_end({batch})")
+
+    # -- iterator wrappers ---------------------------------------------------------------
+
+    def log(self, **values: Any) -> None:
+        """Log values where the loop is.
+
+        Inside a batch of :meth:`batches`, :meth:`test_batches` or
+        :meth:`predict_batches`: that batch's logs (training and test batch
+        values are averaged into the epoch logs and the test results). Outside
+        any batch: added to the epoch logs (or, during an evaluation, to its
+        results) as they are.
+        """
+        if self._state in (TRAIN_BATCH, TEST_BATCH, PREDICT_BATCH):
+            self._pending.update(values)
+        elif self._state in (EPOCH, TESTING):
+            self._extra_logs.update(values)
+        else:
+            raise EventOrderError(
+                f"log() needs an open epoch, evaluation or batch; the emitter is {self.state}"
+            )
+
+    def _take_pending(self) -> dict[str, Any] | None:
+        pending = self._pending
+        if not pending:
+            return None
+        self._pending = {}
+        return pending
+
+    @contextmanager
+    def training(
+        self,
+        epochs: int,
+        *,
+        initial_epoch: int = 0,
+        steps: int | None = None,
+        logs: Mapping[str, Any] | None = None,
+    ) -> Iterator[Iterator[int]]:
+        """Run training: ``TrainBegin`` on entry, ``TrainEnd`` on normal exit.
+
+        Yields an iterator of epoch indices that sends ``EpochBegin`` and
+        ``EpochEnd`` around each and stops after the epoch in which
+        ``stop_training`` was set. If the block raises, :class:`Aborted` is sent
+        instead of ``TrainEnd`` and the exception propagates.
+
+        Args:
+            epochs: The total number of epochs (Keras's ``epochs``).
+            initial_epoch: The first epoch index; ``model._initial_epoch``, if a
+                callback set it in ``on_train_begin``, takes precedence.
+            steps: Batches per epoch if known (for progress bars and chunking).
+            logs: Logs for ``TrainBegin``.
+        """
+        self.params.update(epochs=epochs, steps=steps)
+        self.on_train_begin(logs)
+        try:
+            yield self._epochs(epochs, initial_epoch)
+        except BaseException as error:
+            self.abort(error)
+            raise
+        self._recover_abandoned()
+        if self._state == EPOCH:  # the loop left an epoch with break
+            self.on_epoch_end(self.epoch)
+        self.on_train_end()
+
+    def _epochs(self, epochs: int, initial_epoch: int) -> Iterator[int]:
+        start = getattr(self.model, "_initial_epoch", None) or initial_epoch
+        for epoch in range(start, epochs):
+            self.on_epoch_begin(epoch)
+            yield epoch
+            self._recover_abandoned()
+            self.on_epoch_end(epoch)
+            if self.stop_training:
+                return
+
+    def batches(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[T]:
+        """Iterate ``data`` as training batches of the open epoch.
+
+        Sends ``TrainBatchBegin``/``TrainBatchEnd`` around each batch (once per
+        ``steps_per_execution`` chunk) with the values given to :meth:`log`,
+        and stops early when ``stop_training`` is set.
+
+        Args:
+            data: Any iterable of batches.
+            steps: Take at most this many batches.
+        """
+        self._recover_abandoned()
+        if self._last == -1 and self._state == EPOCH and self.params.get("steps") is None:
+            self._run_steps = _known_length(data, steps)
+        for count, item in enumerate(data):
+            if steps is not None and count >= steps:
+                break
+            index = self._last + 1
+            self.on_train_batch_begin(index)
+            try:
+                yield item
+            except GeneratorExit:
+                self._abandoned = True
+                raise
+            self.on_train_batch_end(index, self._take_pending())
+            if self.stop_training:
+                break
+        self._flush_chunk(TrainBatchEnd)
+
+    def test_batches(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[T]:
+        """Iterate ``data`` as an evaluation run: ``TestBegin`` ... ``TestEnd``.
+
+        Inside an epoch the results (means of the values given to :meth:`log`)
+        go into the epoch logs with a ``val_`` prefix; they are also in
+        :attr:`test_logs`.
+        """
+        self.on_test_begin(steps=_known_length(data, steps))
+        yield from self._run_batches(data, steps, self.on_test_batch_begin, self.on_test_batch_end)
+        self.on_test_end()
+
+    def predict_batches(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[T]:
+        """Iterate ``data`` as a prediction run: ``PredictBegin`` ... ``PredictEnd``.
+
+        Log the batch's outputs with ``emitter.log(outputs=...)``.
+        """
+        self.on_predict_begin(steps=_known_length(data, steps))
+        yield from self._run_batches(
+            data, steps, self.on_predict_batch_begin, self.on_predict_batch_end
+        )
+        self.on_predict_end()
+
+    def _run_batches(
+        self, data: Iterable[T], steps: int | None, begin: Any, end: Any
+    ) -> Iterator[T]:
+        for index, item in enumerate(data):
+            if steps is not None and index >= steps:
+                break
+            begin(index)
+            try:
+                yield item
+            except GeneratorExit:
+                self._abandoned = True
+                raise
+            end(index, self._take_pending())
+
+    def __repr__(self) -> str:
+        return (
+            f"<Emitter {self.state}, step={self.step}, "
+            f"steps_per_execution={self.steps_per_execution}, bus={self.bus.name!r}>"
+        )
+
+
+def _known_length(data: Iterable[Any], steps: int | None) -> int | None:
+    """How many batches a run over ``data`` will have, if that can be known."""
+    try:
+        length = len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return steps
+    return length if steps is None else min(length, steps)

@@ -1,0 +1,160 @@
+"""The event base class: immutable, typed, cheap to build.
+
+An event is a small immutable record. Built-in lifecycle events are sent for
+every batch, so they must cost next to nothing to create: ``Event`` subclasses
+store their fields in a tuple (one allocation, no per-field ``setattr``) and
+expose each field as a read-only property. Declaring an event reads like a
+dataclass::
+
+    from trainbus import Event
+
+    class CheckpointSaved(Event):
+        path: str
+        epoch: int = 0
+
+    ev = CheckpointSaved(path="ckpt/best.keras", epoch=3, step=120)
+    ev.path           # 'ckpt/best.keras'
+    ev.path = "x"     # AttributeError: events are immutable
+
+Every event has ``step`` (the number of training batches completed when it was
+sent) and ``logs`` (a read-only mapping). Subclass fields follow the inherited
+ones. Construction is keyword-only. Fields are not validated when an event is
+built in Python (that would cost more than the whole dispatch); they are
+validated by pydantic where data crosses a boundary: see
+:mod:`trainbus.serialization`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from operator import itemgetter
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from typing_extensions import Self, dataclass_transform
+
+EMPTY_LOGS: Mapping[str, Any] = MappingProxyType({})
+"""The shared, read-only ``logs`` of an event sent without logs."""
+
+NO_DEFAULT: Any = object()
+"""Marks a field declared without a default (it must be given)."""
+_tuple_new = tuple.__new__
+
+
+def _is_classvar(annotation: object) -> bool:
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return text.startswith(("ClassVar", "typing.ClassVar", "typing_extensions.ClassVar"))
+
+
+def _rebuild(cls: type[Event], values: tuple[Any, ...]) -> Event:
+    return _tuple_new(cls, values)
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True)
+class EventMeta(type):
+    """Turns annotated class attributes into immutable tuple-backed fields."""
+
+    def __new__(
+        mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> EventMeta:
+        fields: dict[str, Any] = {}
+        for base in reversed(bases):
+            fields.update(getattr(base, "__event_defaults__", {}))
+        annotations = namespace.get("__annotations__", {})
+        for field, annotation in annotations.items():
+            if _is_classvar(annotation):
+                continue
+            if field in fields and field not in namespace:
+                continue  # a re-annotation keeps the inherited default
+            fields[field] = namespace.pop(field, NO_DEFAULT)
+        namespace.setdefault("__slots__", ())
+        for index, field in enumerate(fields):
+            namespace[field] = property(itemgetter(index), doc=f"The ``{field}`` field.")
+        namespace["__event_defaults__"] = fields
+        namespace["__match_args__"] = tuple(fields)
+        if "__new__" not in namespace:
+            namespace["__new__"] = _make_new(name, fields)
+        return super().__new__(mcs, name, bases, namespace, **kwargs)
+
+
+def _make_new(class_name: str, fields: dict[str, Any]) -> Any:
+    params = [f"{f}" for f, d in fields.items() if d is NO_DEFAULT]
+    params += [f"{f}=_d_{f}" for f, d in fields.items() if d is not NO_DEFAULT]
+    values = "".join(f"{f}, " for f in fields)
+    source = f"def __new__(cls, *, {', '.join(params)}):\n    return _tuple_new(cls, ({values}))\n"
+    scope: dict[str, Any] = {"_tuple_new": _tuple_new}
+    scope.update({f"_d_{f}": d for f, d in fields.items() if d is not NO_DEFAULT})
+    exec(source, scope)  # noqa: S102 - generated from field names only
+    new = scope["__new__"]
+    new.__qualname__ = f"{class_name}.__new__"
+    return new
+
+
+class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
+    """Base of every event sent on a :class:`~trainbus.Bus`.
+
+    Subclass it to declare your own events (see the module docstring); a
+    subscription to a class also receives its subclasses.
+
+    Attributes:
+        step: Training batches completed when the event was sent.
+        logs: Values that came with the event (read-only; tensors stay as the
+            loop gave them until a subscriber reads them).
+        hook: The Keras ``Callback`` method this event maps to, if any.
+    """
+
+    hook: ClassVar[str | None] = None
+    __event_defaults__: ClassVar[dict[str, Any]]
+
+    step: int = 0
+    logs: Mapping[str, Any] = EMPTY_LOGS
+
+    @classmethod
+    def call_hook(cls, hook: Callable[..., Any], event: Event, logs: dict[str, Any]) -> None:
+        """Call a Keras-style hook method for ``event``: ``hook(logs)`` by default.
+
+        Subclasses whose Keras hook takes more arguments (epoch and batch
+        events) override this.
+        """
+        hook(logs)
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The field names, in storage order."""
+        return tuple(cls.__event_defaults__)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a new ``dict`` (``logs`` included as given)."""
+        return dict(zip(self.__event_defaults__, self))
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy of this event with some fields changed."""
+        values = self.as_dict()
+        values.update(changes)
+        return type(self)(**values)
+
+    def span(self) -> tuple[int, int] | None:
+        """The progress interval ``(before, after]`` this event covers.
+
+        Counter-based filters (``every=``, ``once=``) fire when a multiple of
+        their period lies in it, so they stay right when one event covers
+        several batches. ``None`` means the event has no progress counter and
+        filters count deliveries instead.
+        """
+        return None
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{f}={v!r}" for f, v in zip(self.__event_defaults__, self))
+        return f"{type(self).__name__}({body})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), tuple(self)))

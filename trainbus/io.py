@@ -1,0 +1,74 @@
+"""Crash-safe file writing: a reader sees the old file or the new one, never half.
+
+Every file trainbus writes goes through :func:`atomic_write`: the data goes to
+a temporary file in the same directory, is flushed and ``fsync``-ed, then
+``os.replace``-d over the target (atomic on POSIX and Windows), and the
+directory entry is ``fsync``-ed where the platform allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "w", *, overwrite: bool = True
+) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` only when the block succeeds.
+
+    If the block raises, the temporary file is removed and ``path`` is left
+    as it was.
+
+    Args:
+        path: The final file name; its parent directory is created if missing.
+        mode: ``"w"`` (text, UTF-8) or ``"wb"``.
+        overwrite: If false and ``path`` exists, raise ``FileExistsError``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> with atomic_write(target) as f:
+        ...     _ = f.write('{"loss": 0.1}')
+        >>> target.read_text()
+        '{"loss": 0.1}'
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {str(target)!r}: it is an existing directory")
+    if not overwrite and target.exists():
+        raise FileExistsError(f"{str(target)!r} exists and overwrite=False")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        encoding = "utf-8" if mode == "w" else None
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,147 @@
+"""Logs that stay on the device until somebody reads them.
+
+A training loop logs tensors (a torch loss, a JAX array). Turning one into a
+Python number blocks until the device has caught up, so trainbus never does it
+on its own: :class:`Logs` is a ``dict`` that keeps values as the loop gave
+them and converts a value the first time it is read, once, caching the result::
+
+    logs = Logs(loss=torch_scalar)   # nothing converted yet
+    logs["loss"]                     # converted now, to a Python float
+    logs["loss"]                     # cached: no second conversion
+
+Every read path converts: ``[]``, ``get``, ``items``, ``values``, ``pop``,
+``copy``, ``dict(logs)`` and ``{**logs}``. Conversion is generic (anything with
+``ndim == 0`` and ``.item()`` becomes a Python scalar; other arrays become
+NumPy arrays) and adapters can register a faster or device-aware one with
+:func:`register_converter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+_PLAIN: frozenset[type] = frozenset({float, int, str, bool, type(None)})
+_converters: dict[type, Callable[[Any], Any]] = {}
+
+
+def register_converter(kind: type, convert: Callable[[Any], Any]) -> None:
+    """Use ``convert`` for log values of type ``kind`` (exact type match).
+
+    Example:
+        >>> class Meters:
+        ...     def __init__(self, value): self.value = value
+        >>> register_converter(Meters, lambda m: float(m.value))
+        >>> Logs(distance=Meters(3))["distance"]
+        3.0
+    """
+    _converters[kind] = convert
+
+
+def to_python(value: Any) -> Any:
+    """Convert one log value to a Python scalar or a NumPy array.
+
+    Python scalars and strings pass through; 0-d arrays and tensors (NumPy,
+    torch, JAX: anything with ``ndim == 0`` and ``item()``) become Python
+    scalars; other array-likes become ``numpy.ndarray``; anything else is
+    returned unchanged.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    convert = _converters.get(kind)
+    if convert is not None:
+        return convert(value)
+    ndim = getattr(value, "ndim", None)
+    if ndim == 0 and hasattr(value, "item"):
+        return value.item()
+    if ndim is not None:
+        return np.asarray(value)
+    return value
+
+
+class Logs(dict[str, Any]):
+    """A ``dict`` of log values converted to Python lazily, once per value.
+
+    It is what Keras-style callbacks receive as ``logs`` and what typed
+    events carry. Writing is ordinary ``dict`` writing.
+
+    Example:
+        >>> logs = Logs(loss=np.float32(0.25))
+        >>> dict.__getitem__(logs, "loss")   # stored as given
+        np.float32(0.25)
+        >>> logs["loss"], type(logs["loss"]).__name__
+        (0.25, 'float')
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        if type(value) in _PLAIN:
+            return value
+        value = to_python(value)
+        dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        return default
+
+    def __iter__(self) -> Iterator[str]:
+        # Defining __iter__ also makes dict(logs) and {**logs} go through
+        # keys() and __getitem__, so those convert too.
+        return dict.__iter__(self)
+
+    def items(self) -> Iterable[tuple[str, Any]]:  # type: ignore[override]
+        return [(key, self[key]) for key in dict.keys(self)]
+
+    def values(self) -> Iterable[Any]:  # type: ignore[override]
+        return [self[key] for key in dict.keys(self)]
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            value = self[key]
+            dict.__delitem__(self, key)
+            return value
+        return dict.pop(self, key, *default)
+
+    def copy(self) -> Logs:
+        """A converted copy (a ``Logs``, so later additions stay lazy)."""
+        return Logs(self.items())
+
+    def raw(self) -> dict[str, Any]:
+        """The values as stored, converted or not, without converting any."""
+        return dict(dict.items(self))
+
+    def __repr__(self) -> str:
+        return f"Logs({dict.__repr__(self)})"
+
+
+def mean_logs(batches: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-key means over batch logs, without converting the values.
+
+    A key's mean is taken over the batches that logged it. Values are summed
+    with ``+`` and divided once, so tensors stay tensors (one device op per
+    batch at epoch end, no host sync).
+    Non-numeric values (strings) keep the last one logged.
+
+    Example:
+        >>> mean_logs([{"loss": 1.0, "acc": 0.5}, {"loss": 3.0}])
+        {'loss': 2.0, 'acc': 0.5}
+    """
+    sums: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for logs in batches:
+        raw = logs.raw() if isinstance(logs, Logs) else logs
+        for key, value in raw.items():
+            if key in sums and not isinstance(value, str):
+                sums[key] = sums[key] + value
+                counts[key] += 1
+            else:
+                sums[key] = value
+                counts[key] = 1
+    return {key: total / counts[key] if counts[key] > 1 else total for key, total in sums.items()}

@@ -1,0 +1,89 @@
+"""What callbacks may touch on a model: the ``ModelHandle`` protocol.
+
+Keras callbacks reach the model through a small surface (``research/keras.md``
+§4): ``stop_training``, weights, saving, and ``optimizer.learning_rate``.
+Adapters implement it for their framework (:class:`trainbus.adapters.loop.NumpyModel`
+for NumPy; torch and JAX adapters for theirs), so every callback works with
+every framework.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class OptimizerHandle(Protocol):
+    """The optimizer surface LR callbacks use: a readable, assignable rate."""
+
+    @property
+    def learning_rate(self) -> float: ...
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None: ...
+
+
+@runtime_checkable
+class ModelHandle(Protocol):
+    """The model surface Keras-style callbacks use.
+
+    ``stop_training`` is read by the emitter after every batch (or chunk) and
+    after every epoch. ``optimizer`` may be ``None`` when there is none.
+    """
+
+    stop_training: bool
+
+    @property
+    def optimizer(self) -> OptimizerHandle | None: ...
+
+    def get_weights(self) -> list[np.ndarray]: ...
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None: ...
+
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None: ...
+
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None: ...
+
+    def load_weights(self, filepath: str | os.PathLike[str]) -> None: ...
+
+
+class NullModel:
+    """The model an :class:`~trainbus.Emitter` uses when it was given none.
+
+    It carries ``stop_training`` (so early-stopping callbacks work) and fails
+    clearly on anything that needs real weights.
+    """
+
+    optimizer: Any = None
+
+    def __init__(self) -> None:
+        self.stop_training = False
+        self._initial_epoch: int | None = None
+
+    def _missing(self, what: str) -> TypeError:
+        return TypeError(
+            f"a callback called model.{what}, but this emitter has no model: "
+            "pass model= to Emitter (for example trainbus.adapters.loop.NumpyModel)"
+        )
+
+    def get_weights(self) -> list[np.ndarray]:
+        raise self._missing("get_weights()")
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        raise self._missing("set_weights()")
+
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        raise self._missing("save()")
+
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        raise self._missing("save_weights()")
+
+    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
+        raise self._missing("load_weights()")
+
+    def __repr__(self) -> str:
+        return "<NullModel: no model attached>"

@@ -1,0 +1,195 @@
+"""One subscriber on a bus, and the handle that removes it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from trainbus.event import Event
+from trainbus.filters import EventFilter
+
+if TYPE_CHECKING:
+    from trainbus.bus import Bus
+
+OnError = Literal["raise", "log"]
+"""What a failing subscriber does: propagate the exception, or log it and go on."""
+
+SubscriberKind = Literal["typed", "hook"]
+"""``typed``: called with the event. ``hook``: a Keras-style hook method."""
+
+logger = logging.getLogger("trainbus")
+
+
+def describe_callable(fn: object) -> str:
+    """A readable name for a subscriber: ``module.qualname`` or its repr."""
+    target = getattr(fn, "__func__", fn)
+    qualname = getattr(target, "__qualname__", None)
+    if qualname is None:
+        return repr(fn)
+    module = getattr(target, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
+
+
+class Subscription:
+    """A subscriber on a :class:`~trainbus.Bus`.
+
+    Returned by :meth:`Bus.subscribe` and :meth:`Bus.attach`. ``remove()``
+    disconnects it (idempotent); as a context manager it is removed on exit::
+
+        with bus.subscribe(TrainBatchEnd, print):
+            train()          # printed while inside the block
+
+    Attributes:
+        event: The subscribed event class (subclasses are delivered too).
+        name: The subscriber's name, used in error notes and listings.
+        priority: Higher runs first; equal priorities run in subscription order.
+        sender: The only sender delivered from, or ``None`` for any.
+        filters: The filters an event must pass (``every=``, ``once=``, ``when=``).
+        on_error: ``"raise"`` or ``"log"``.
+        kind: ``"typed"`` (called with the event) or ``"hook"`` (Keras-style).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_fn",
+        "_ref",
+        "bus",
+        "event",
+        "filters",
+        "kind",
+        "name",
+        "on_error",
+        "priority",
+        "sender",
+        "seq",
+    )
+
+    def __init__(
+        self,
+        bus: Bus,
+        event: type[Event],
+        fn: Callable[..., Any],
+        *,
+        kind: SubscriberKind,
+        name: str | None,
+        priority: int,
+        sender: object | None,
+        filters: tuple[EventFilter, ...],
+        on_error: OnError,
+        weak: bool,
+        seq: int,
+    ) -> None:
+        if on_error not in ("raise", "log"):
+            raise ValueError(f"on_error must be 'raise' or 'log', got {on_error!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        self.bus = bus
+        self.event = event
+        self.name = name or describe_callable(fn)
+        self.priority = priority
+        self.sender = sender
+        self.filters = filters
+        self.on_error = on_error
+        self.kind = kind
+        self.seq = seq
+        self._fn: Callable[..., Any] | None = None
+        self._ref: weakref.ref[Any] | None = None
+        if weak:
+            on_dead = self._on_target_collected
+            self._ref = (
+                weakref.WeakMethod(fn, on_dead)
+                if inspect.ismethod(fn)
+                else weakref.ref(fn, on_dead)
+            )
+        else:
+            self._fn = fn
+
+    @property
+    def fn(self) -> Callable[..., Any] | None:
+        """The subscribed callable (``None`` once a weak one was collected)."""
+        return self._fn if self._ref is None else self._ref()
+
+    def remove(self) -> None:
+        """Disconnect this subscriber. Calling it again does nothing."""
+        self.bus.remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __call__(self, sender: object, **kwargs: Any) -> None:
+        """blinker's receiver interface: ``signal.send(sender, event=ev)`` reaches us."""
+        event = kwargs["event"]
+        entry = self.entry()
+        if self.kind == "typed":
+            entry(event)
+        else:
+            event.call_hook(entry, event, dict(event.logs))
+
+    def entry(self) -> Callable[..., Any]:
+        """The callable a dispatch plan calls: the function itself when it can be.
+
+        Filters, ``on_error="log"``, ``once`` removal and weak references add a
+        thin wrapper; an unfiltered strong subscriber is called directly.
+        """
+        target = self._fn if self._ref is None else self._weak_call
+        if not self.filters and self.on_error == "raise":
+            return target  # type: ignore[return-value]
+        if self.kind == "hook":
+            return self._guarded_hook(target)  # type: ignore[arg-type]
+        return self._filtered_typed(target)  # type: ignore[arg-type]
+
+    def _weak_call(self, *args: Any, **kwargs: Any) -> None:
+        fn = self._ref() if self._ref is not None else None
+        if fn is not None:
+            fn(*args, **kwargs)
+
+    def _filtered_typed(self, fn: Callable[[Event], Any]) -> Callable[[Event], None]:
+        filters = self.filters
+        log_errors = self.on_error == "log"
+
+        def deliver(event: Event) -> None:
+            for accepts in filters:
+                if not accepts(event):
+                    return
+            try:
+                fn(event)
+            except Exception:
+                if not log_errors:
+                    raise
+                logger.exception("trainbus subscriber %r failed on %r", self.name, event)
+            finally:
+                if any(f.done for f in filters):
+                    self.remove()
+
+        return deliver
+
+    def _guarded_hook(self, method: Callable[..., Any]) -> Callable[..., None]:
+        def call(*args: Any, **kwargs: Any) -> None:
+            try:
+                method(*args, **kwargs)
+            except Exception:
+                logger.exception(
+                    "trainbus callback %r failed in %s%r", self.name, self.event.hook, args
+                )
+
+        return call
+
+    def _on_target_collected(self, _ref: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        extras = "".join(f", {f!r}" for f in self.filters)
+        if self.sender is not None:
+            extras += f", sender={self.sender!r}"
+        if self.on_error != "raise":
+            extras += f", on_error={self.on_error!r}"
+        return (
+            f"<Subscription {self.name} to {self.event.__name__} "
+            f"({self.kind}, priority={self.priority}{extras})>"
+        )
