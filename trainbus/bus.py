@@ -156,6 +156,7 @@ class Bus:
         """Decorator form of :meth:`subscribe`; returns the function unchanged.
 
         Example:
+            >>> from trainbus import TrainBatchEnd
             >>> bus = Bus()
             >>> @bus.on(TrainBatchEnd, every=100, priority=10)
             ... def log_loss(event: TrainBatchEnd) -> None: ...

@@ -50,7 +50,7 @@ from trainbus.events import (
     TrainBegin,
     TrainEnd,
 )
-from trainbus.logs import Logs, mean_logs
+from trainbus.logs import Logs, means
 from trainbus.model import NullModel
 
 T = TypeVar("T")
@@ -144,6 +144,7 @@ class Emitter:
             raise TypeError(f"params must be a mapping such as {{'epochs': 10}}, got {params!r}")
         self.bus = bus if bus is not None else default_bus()
         self.steps_per_execution = steps_per_execution
+        self._chunked = steps_per_execution > 1
         self.model: Any = model if model is not None else NullModel()
         self.params: dict[str, Any] = {"verbose": "auto", "epochs": 1, "steps": None}
         self.params.update(params or {})
@@ -158,8 +159,8 @@ class Emitter:
         self._train_last = -1  # the train phase's, kept across a validation run
         self._chunk_first: int | None = None
         self._chunk_logs: Any = None
-        self._batch_logs: list[dict[str, Any]] = []  # this phase's batch logs (means)
-        self._train_batch_logs: list[dict[str, Any]] = []
+        self._kept: list[dict[str, Any]] = []  # this run's batch logs (copies), for the means
+        self._train_kept: list[dict[str, Any]] = []
         self._val_logs: dict[str, Any] = {}
         self._extra_logs: dict[str, Any] = {}  # logged outside any batch
         self._extra_logs_outer: dict[str, Any] = {}  # the epoch's, during a test run
@@ -221,7 +222,7 @@ class Emitter:
     # -- delivery -----------------------------------------------------------------
 
     def _send_batch(self, plan: Plan, cls: type[Event], batch: int, size: int, logs: Any) -> None:
-        shared = Logs() if logs is None else Logs(logs)
+        shared = Logs(logs) if logs else {}
         mode = plan.mode
         call: Any = None
         try:
@@ -283,8 +284,8 @@ class Emitter:
         self._state = EPOCH
         self._last = self._train_last = -1
         self._run_steps = self.params.get("steps")
-        self._train_batch_logs = []
-        self._batch_logs = self._train_batch_logs
+        self._train_kept = []
+        self._kept = self._train_kept
         self._val_logs = {}
         self._extra_logs = {}
         plan = self._p_epoch_begin  # type: ignore[attr-defined]
@@ -300,13 +301,13 @@ class Emitter:
                 f"expected on_epoch_end({self.epoch})"
             )
         self._flush_chunk(TrainBatchEnd)
-        epoch_logs = mean_logs(self._train_batch_logs)
+        epoch_logs = means(self._train_kept)
         epoch_logs.update(self._val_logs)
         epoch_logs.update(self._extra_logs)
         if logs:
             epoch_logs.update(logs)
         self.epoch_logs = epoch_logs
-        self._train_batch_logs = []
+        self._train_kept = []
         self._state = TRAINING
         plan = self._p_epoch_end  # type: ignore[attr-defined]
         if plan is not None:
@@ -318,11 +319,15 @@ class Emitter:
             self._bad_batch_begin(EPOCH, "train", batch)
         self._state = TRAIN_BATCH
         self._batch = batch
-        if self._chunk_first is None:
+        size = 1
+        if self._chunked:
+            if self._chunk_first is not None:
+                return
             self._chunk_first = batch
-            plan = self._p_train_batch_begin  # type: ignore[attr-defined]
-            if plan is not None:
-                self._send_batch(plan, TrainBatchBegin, batch, self._chunk_size(batch), logs)
+            size = self._chunk_size(batch)
+        plan = self._p_train_batch_begin  # type: ignore[attr-defined]
+        if plan is not None:
+            self._send_batch(plan, TrainBatchBegin, batch, size, logs)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch ended; ``logs`` count toward the epoch means."""
@@ -331,17 +336,19 @@ class Emitter:
         self._state = EPOCH
         self._last = batch
         if logs:
-            self._train_batch_logs.append(dict(logs))
-        spe = self.steps_per_execution
-        if spe == 1 or (batch + 1) % spe == 0 or batch + 1 == self._run_steps:
-            first = self._chunk_first
+            self._train_kept.append(logs.copy() if type(logs) is dict else dict(logs))
+        if self._chunked:
+            if not self._chunk_ends(batch):
+                self._chunk_logs = logs
+                return
+            first: int = self._chunk_first  # type: ignore[assignment]
             self._chunk_first = None
-            self.step += batch - first + 1  # type: ignore[operator]
-            plan = self._p_train_batch_end  # type: ignore[attr-defined]
-            if plan is not None:
-                self._send_batch(plan, TrainBatchEnd, batch, batch - first + 1, logs)  # type: ignore[operator]
         else:
-            self._chunk_logs = logs
+            first = self._batch
+        self.step += batch - first + 1
+        plan = self._p_train_batch_end  # type: ignore[attr-defined]
+        if plan is not None:
+            self._send_batch(plan, TrainBatchEnd, batch, batch - first + 1, logs)
 
     # -- evaluation and prediction ---------------------------------------------------
 
@@ -364,7 +371,7 @@ class Emitter:
         """
         self._expect(TESTING, "on_test_end()")
         self._flush_chunk(TestBatchEnd)
-        results = mean_logs(self._batch_logs)
+        results = means(self._kept)
         results.update(self._extra_logs)
         if logs:
             results.update(logs)
@@ -387,7 +394,7 @@ class Emitter:
         if self._state != TEST_BATCH or batch < self._batch:
             self._bad_batch_end(TEST_BATCH, "test", batch)
         if logs:
-            self._batch_logs.append(dict(logs))
+            self._kept.append(logs.copy() if type(logs) is dict else dict(logs))
         self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)  # type: ignore[attr-defined]
 
     def on_predict_begin(
@@ -457,7 +464,7 @@ class Emitter:
         self._state = state
         self._last = -1
         self._run_steps = steps
-        self._batch_logs = []
+        self._kept = []
         self._extra_logs_outer = self._extra_logs
         self._extra_logs = {}
 
@@ -466,7 +473,7 @@ class Emitter:
         self._outer = IDLE
         self._last = self._train_last
         self._run_steps = self.params.get("steps")
-        self._batch_logs = self._train_batch_logs
+        self._kept = self._train_kept
         self._extra_logs = self._extra_logs_outer
 
     def _reset(self) -> None:
@@ -474,6 +481,9 @@ class Emitter:
         self._chunk_first = None
         self._abandoned = False
         self._pending = {}
+
+    def _chunk_ends(self, batch: int) -> bool:
+        return (batch + 1) % self.steps_per_execution == 0 or batch + 1 == self._run_steps
 
     def _chunk_size(self, batch: int) -> int:
         size = self.steps_per_execution
@@ -487,24 +497,30 @@ class Emitter:
     ) -> None:
         self._state = state
         self._batch = batch
-        if self._chunk_first is None:
+        size = 1
+        if self._chunked:
+            if self._chunk_first is not None:
+                return
             self._chunk_first = batch
-            if plan is not None:
-                self._send_batch(plan, cls, batch, self._chunk_size(batch), logs)
+            size = self._chunk_size(batch)
+        if plan is not None:
+            self._send_batch(plan, cls, batch, size, logs)
 
     def _close_batch(
         self, state: int, batch: int, plan: Plan | None, cls: type[Event], logs: Any
     ) -> None:
         self._state = state
         self._last = batch
-        spe = self.steps_per_execution
-        if spe == 1 or (batch + 1) % spe == 0 or batch + 1 == self._run_steps:
+        if self._chunked:
+            if not self._chunk_ends(batch):
+                self._chunk_logs = logs
+                return
             first: int = self._chunk_first  # type: ignore[assignment]
             self._chunk_first = None
-            if plan is not None:
-                self._send_batch(plan, cls, batch, batch - first + 1, logs)
         else:
-            self._chunk_logs = logs
+            first = self._batch
+        if plan is not None:
+            self._send_batch(plan, cls, batch, batch - first + 1, logs)
 
     def _flush_chunk(self, cls: type[Event]) -> None:
         """Close an open chunk at the last batch that ran (the clamped end)."""

@@ -18,13 +18,14 @@ NumPy arrays) and adapters can register a faster or device-aware one with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 _PLAIN: frozenset[type] = frozenset({float, int, str, bool, type(None)})
 _converters: dict[type, Callable[[Any], Any]] = {}
+_reducers: dict[type, Callable[[list[Any]], Any]] = {}
 
 
 def register_converter(kind: type, convert: Callable[[Any], Any]) -> None:
@@ -121,27 +122,33 @@ class Logs(dict[str, Any]):
         return f"Logs({dict.__repr__(self)})"
 
 
-def mean_logs(batches: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def register_reducer(kind: type, mean: Callable[[list[Any]], Any]) -> None:
+    """Average a key's batch values with ``mean(values)`` when they are of type ``kind``.
+
+    The default sums with ``+`` and divides once. Adapters register a faster
+    device-side mean (one op instead of one per batch).
+    """
+    _reducers[kind] = mean
+
+
+def means(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per-key means over batch logs, without converting the values.
 
-    A key's mean is taken over the batches that logged it. Values are summed
-    with ``+`` and divided once, so tensors stay tensors (one device op per
-    batch at epoch end, no host sync).
-    Non-numeric values (strings) keep the last one logged.
+    A key's mean is over the batches that logged it. Numbers are averaged in
+    Python; tensors with ``+`` (or a registered reducer) and one division, so
+    a device value stays on the device until read. Strings keep the last value.
 
     Example:
-        >>> mean_logs([{"loss": 1.0, "acc": 0.5}, {"loss": 3.0}])
+        >>> means([{"loss": 1.0}, {"loss": 3.0, "acc": 0.5}])
         {'loss': 2.0, 'acc': 0.5}
     """
-    sums: dict[str, Any] = {}
-    counts: dict[str, int] = {}
-    for logs in batches:
-        raw = logs.raw() if isinstance(logs, Logs) else logs
-        for key, value in raw.items():
-            if key in sums and not isinstance(value, str):
-                sums[key] = sums[key] + value
-                counts[key] += 1
-            else:
-                sums[key] = value
-                counts[key] = 1
-    return {key: total / counts[key] if counts[key] > 1 else total for key, total in sums.items()}
+    result: dict[str, Any] = {}
+    for key in dict.fromkeys(key for logs in batches for key in logs):
+        values = [logs[key] for logs in batches if key in logs]
+        last = values[-1]
+        if len(values) == 1 or isinstance(last, str):
+            result[key] = last
+            continue
+        reducer = _reducers.get(type(last))
+        result[key] = reducer(values) if reducer is not None else sum(values) / len(values)
+    return result
