@@ -118,7 +118,7 @@ class Bus:
         self.namespace = blinker.Namespace()
         self._signals: dict[type[Event], blinker.Signal] = {}
         self._seq = itertools.count()
-        self._plans: dict[tuple[type[Event], int], Plan | None] = {}
+        self._plans: dict[type[Event], Plan | None] = {}
         self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._attachments: list[Attachment] = []
 
@@ -349,15 +349,18 @@ class Bus:
         )
 
     def plan(self, event: type[Event], sender: object | None = None) -> Plan | None:
-        """The compiled delivery plan, or ``None`` when nobody listens."""
-        key = (event, id(sender))
-        try:
-            return self._plans[key]
-        except KeyError:
-            pass
+        """The compiled delivery plan, or ``None`` when nobody listens.
+
+        Plans for events without a sender are cached here until a subscription
+        changes; an emitter caches its own (it is told of changes by
+        :meth:`watch`), so sender-scoped plans are not kept by the bus.
+        """
+        if sender is None and event in self._plans:
+            return self._plans[event]
         subscriptions = self.subscribers(event, sender)
         plan = Plan(tuple(subscriptions)) if subscriptions else None
-        self._plans[key] = plan
+        if sender is None:
+            self._plans[event] = plan
         return plan
 
     def emit(self, event: Event, sender: object | None = None) -> None:

@@ -177,6 +177,18 @@ class Emitter:
         for event, slot in _PLAN_SLOTS.items():
             setattr(self, slot, plan(event, self))
 
+    def set_model(self, model: Any) -> None:
+        """Use ``model`` (a :class:`~trainbus.ModelHandle`) from now on, callbacks included."""
+        self.model = model if model is not None else NullModel()
+        for callback in self.bus.callbacks(self):
+            set_model = getattr(callback, "set_model", None)
+            if set_model is not None:
+                set_model(self.model)
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """Update the run parameters callbacks see as ``self.params``."""
+        self.params.update(params)
+
     @property
     def stop_training(self) -> bool:
         """Whether the run should stop; shared with ``model.stop_training``."""
@@ -349,6 +361,14 @@ class Emitter:
         plan = self._p_train_batch_end  # type: ignore[attr-defined]
         if plan is not None:
             self._send_batch(plan, TrainBatchEnd, batch, batch - first + 1, logs)
+
+    def on_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Alias of :meth:`on_train_batch_begin` (Keras's backwards-compatible name)."""
+        self.on_train_batch_begin(batch, logs)
+
+    def on_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Alias of :meth:`on_train_batch_end` (Keras's backwards-compatible name)."""
+        self.on_train_batch_end(batch, logs)
 
     # -- evaluation and prediction ---------------------------------------------------
 

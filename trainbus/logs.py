@@ -119,7 +119,8 @@ class Logs(dict[str, Any]):
         return dict(dict.items(self))
 
     def __repr__(self) -> str:
-        return f"Logs({dict.__repr__(self)})"
+        # Printing is reading: show converted values, the way a plain dict prints.
+        return repr(dict(self.items()))
 
 
 def register_reducer(kind: type, mean: Callable[[list[Any]], Any]) -> None:

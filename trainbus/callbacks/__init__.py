@@ -2,5 +2,14 @@
 
 from trainbus.callbacks.base import Callback, default, is_default
 from trainbus.callbacks.bridge import Attachment, attach, overridden_hooks
+from trainbus.callbacks.callback_list import CallbackList
 
-__all__ = ["Attachment", "Callback", "attach", "default", "is_default", "overridden_hooks"]
+__all__ = [
+    "Attachment",
+    "Callback",
+    "CallbackList",
+    "attach",
+    "default",
+    "is_default",
+    "overridden_hooks",
+]
