@@ -83,7 +83,7 @@ class Plan:
 
     def send(self, event: Event) -> None:
         """Deliver ``event``: typed subscribers get it, hooks their Keras arguments."""
-        logs = Logs(event.logs)
+        logs = event.logs if type(event.logs) is Logs else Logs(event.logs)
         call_hook = event.call_hook
         call: Callable[..., Any] | None = None
         try:

@@ -181,9 +181,7 @@ class Emitter:
         """Use ``model`` (a :class:`~trainbus.ModelHandle`) from now on, callbacks included."""
         self.model = model if model is not None else NullModel()
         for callback in self.bus.callbacks(self):
-            set_model = getattr(callback, "set_model", None)
-            if set_model is not None:
-                set_model(self.model)
+            _call_if_defined(callback, "set_model", self.model)
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Update the run parameters callbacks see as ``self.params``."""
@@ -257,13 +255,10 @@ class Emitter:
             raise
 
     def _prepare_callbacks(self) -> None:
+        """Give attached callbacks the model and params, as Keras does before a run."""
         for callback in self.bus.callbacks(self):
-            set_model = getattr(callback, "set_model", None)
-            if set_model is not None:
-                set_model(self.model)
-            set_params = getattr(callback, "set_params", None)
-            if set_params is not None and self.params:
-                set_params(self.params)
+            _call_if_defined(callback, "set_model", self.model)
+            _call_if_defined(callback, "set_params", self.params)
 
     # -- Keras CallbackList surface: training ---------------------------------------
 
@@ -624,7 +619,11 @@ class Emitter:
             steps: Batches per epoch if known (for progress bars and chunking).
             logs: Logs for ``TrainBegin``.
         """
-        self.params.update(epochs=epochs, steps=steps)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        self.params["epochs"] = epochs
+        if steps is not None:
+            self.params["steps"] = steps
         self.on_train_begin(logs)
         try:
             yield self._epochs(epochs, initial_epoch)
@@ -716,6 +715,12 @@ class Emitter:
             f"<Emitter {self.state}, step={self.step}, "
             f"steps_per_execution={self.steps_per_execution}, bus={self.bus.name!r}>"
         )
+
+
+def _call_if_defined(target: object, method: str, argument: Any) -> None:
+    function = getattr(target, method, None)
+    if function is not None:
+        function(argument)
 
 
 def _known_length(data: Iterable[Any], steps: int | None) -> int | None:
