@@ -33,7 +33,7 @@ import blinker
 from trainbus.errors import add_note
 from trainbus.event import Event
 from trainbus.filters import build_filters
-from trainbus.logs import Logs
+from trainbus.logs import Logs, copy_logs
 from trainbus.subscription import OnError, SubscriberKind, Subscription, describe_callable
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Plan:
 
     def send(self, event: Event) -> None:
         """Deliver ``event``: typed subscribers get it, hooks their Keras arguments."""
-        logs = event.logs if type(event.logs) is Logs else Logs(event.logs)
+        logs = event.logs if type(event.logs) is Logs else copy_logs(event.logs)
         call_hook = event.call_hook
         call: Callable[..., Any] | None = None
         try:

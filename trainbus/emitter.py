@@ -50,7 +50,7 @@ from trainbus.events import (
     TrainBegin,
     TrainEnd,
 )
-from trainbus.logs import Logs, means
+from trainbus.logs import Logs, copy_logs, means, raw_items
 from trainbus.model import NullModel
 
 T = TypeVar("T")
@@ -167,6 +167,7 @@ class Emitter:
         self._pending: dict[str, Any] = {}  # logged inside the open batch
         self._abandoned = False
         self._run_steps: int | None = None  # batches in the current run, if known
+        self._steps_learned = False  # params["steps"] came from the data, not the user
         self.bus.watch(self)
         self._plans_changed()
 
@@ -232,7 +233,7 @@ class Emitter:
     # -- delivery -----------------------------------------------------------------
 
     def _send_batch(self, plan: Plan, cls: type[Event], batch: int, size: int, logs: Any) -> None:
-        shared = Logs(logs) if logs else {}
+        shared = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
         mode = plan.mode
         call: Any = None
         try:
@@ -273,7 +274,7 @@ class Emitter:
         self._state = TRAINING
         plan = self._p_train_begin  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(TrainBegin(step=0, logs=Logs(logs or {})))
+            plan.send(TrainBegin(step=0, logs=copy_logs(logs)))
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End training; ``logs`` default to the last epoch's logs."""
@@ -282,7 +283,7 @@ class Emitter:
         plan = self._p_train_end  # type: ignore[attr-defined]
         if plan is not None:
             final = logs if logs is not None else self.epoch_logs
-            plan.send(TrainEnd(step=self.step, logs=Logs(final)))
+            plan.send(TrainEnd(step=self.step, logs=copy_logs(final)))
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Start epoch ``epoch`` (0-based)."""
@@ -297,7 +298,7 @@ class Emitter:
         self._extra_logs = {}
         plan = self._p_epoch_begin  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(EpochBegin(step=self.step, logs=Logs(logs or {}), epoch=epoch))
+            plan.send(EpochBegin(step=self.step, logs=copy_logs(logs), epoch=epoch))
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """End the epoch. Its logs: batch means, ``val_`` results, then ``logs``."""
@@ -312,13 +313,13 @@ class Emitter:
         epoch_logs.update(self._val_logs)
         epoch_logs.update(self._extra_logs)
         if logs:
-            epoch_logs.update(logs)
+            epoch_logs.update(raw_items(logs))
         self.epoch_logs = epoch_logs
         self._train_kept = []
         self._state = TRAINING
         plan = self._p_epoch_end  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(EpochEnd(step=self.step, logs=Logs(epoch_logs), epoch=epoch))
+            plan.send(EpochEnd(step=self.step, logs=copy_logs(epoch_logs), epoch=epoch))
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch starts (events go out once per chunk)."""
@@ -343,7 +344,7 @@ class Emitter:
         self._state = EPOCH
         self._last = batch
         if logs:
-            self._train_kept.append(logs.copy() if type(logs) is dict else dict(logs))
+            self._train_kept.append(logs.copy() if type(logs) is dict else dict(raw_items(logs)))
         if self._chunked:
             if not self._chunk_ends(batch):
                 self._chunk_logs = logs
@@ -377,7 +378,7 @@ class Emitter:
         self._begin_run(TESTING, "on_test_begin()", steps)
         plan = self._p_test_begin  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(TestBegin(step=self.step, logs=Logs(logs or {})))
+            plan.send(TestBegin(step=self.step, logs=copy_logs(logs)))
 
     def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End evaluating. Results: test batch means, then ``logs``.
@@ -389,14 +390,14 @@ class Emitter:
         results = means(self._kept)
         results.update(self._extra_logs)
         if logs:
-            results.update(logs)
+            results.update(raw_items(logs))
         self.test_logs = results
         self._end_run()
         if self._state == EPOCH:
             self._val_logs = {f"val_{key}": value for key, value in results.items()}
         plan = self._p_test_end  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(TestEnd(step=self.step, logs=Logs(results)))
+            plan.send(TestEnd(step=self.step, logs=copy_logs(results)))
 
     def on_test_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """An evaluation batch starts."""
@@ -409,7 +410,7 @@ class Emitter:
         if self._state != TEST_BATCH or batch < self._batch:
             self._bad_batch_end(TEST_BATCH, "test", batch)
         if logs:
-            self._kept.append(logs.copy() if type(logs) is dict else dict(logs))
+            self._kept.append(logs.copy() if type(logs) is dict else dict(raw_items(logs)))
         self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)  # type: ignore[attr-defined]
 
     def on_predict_begin(
@@ -419,7 +420,7 @@ class Emitter:
         self._begin_run(PREDICTING, "on_predict_begin()", steps)
         plan = self._p_predict_begin  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(PredictBegin(step=self.step, logs=Logs(logs or {})))
+            plan.send(PredictBegin(step=self.step, logs=copy_logs(logs)))
 
     def on_predict_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End predicting."""
@@ -428,7 +429,7 @@ class Emitter:
         self._end_run()
         plan = self._p_predict_end  # type: ignore[attr-defined]
         if plan is not None:
-            plan.send(PredictEnd(step=self.step, logs=Logs(logs or {})))
+            plan.send(PredictEnd(step=self.step, logs=copy_logs(logs)))
 
     def on_predict_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A prediction batch starts."""
@@ -459,7 +460,7 @@ class Emitter:
         plan = self._p_aborted  # type: ignore[attr-defined]
         if phase is not None and plan is not None:
             text = f"{type(error).__name__}: {error}"
-            logs = Logs(self.epoch_logs)
+            logs = copy_logs(self.epoch_logs)
             plan.send(Aborted(step=self.step, logs=logs, phase=phase, error=text))
 
     # -- helpers for the hook methods --------------------------------------------------
@@ -624,8 +625,10 @@ class Emitter:
         self.params["epochs"] = epochs
         if steps is not None:
             self.params["steps"] = steps
-        self.on_train_begin(logs)
+            self._steps_learned = False
+        self._expect(IDLE, "on_train_begin()")  # out of order: raise before touching the run
         try:
+            self.on_train_begin(logs)  # a failing TrainBegin subscriber also aborts the run
             yield self._epochs(epochs, initial_epoch)
         except BaseException as error:
             self.abort(error)
@@ -657,8 +660,12 @@ class Emitter:
             steps: Take at most this many batches.
         """
         self._recover_abandoned()
-        if self._last == -1 and self._state == EPOCH and self.params.get("steps") is None:
-            self._run_steps = _known_length(data, steps)
+        learn = self.params.get("steps") is None or self._steps_learned
+        if learn and self._last == -1 and self._state == EPOCH:
+            # Learn this epoch's length from the data, for chunking and for callbacks
+            # that read params["steps"] (progress bars), as Keras fills it.
+            self._run_steps = self.params["steps"] = _known_length(data, steps)
+            self._steps_learned = True
         for count, item in enumerate(data):
             if steps is not None and count >= steps:
                 break

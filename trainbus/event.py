@@ -50,6 +50,12 @@ def _rebuild(cls: type[Event], values: tuple[Any, ...]) -> Event:
     return _tuple_new(cls, values)
 
 
+def _rebuild_read_only(cls: type[Event], values: tuple[Any, ...]) -> Event:
+    """Unpickle an event whose ``logs`` was a read-only view (a mappingproxy cannot be pickled)."""
+    logs = MappingProxyType(values[1]) if values[1] else EMPTY_LOGS
+    return _tuple_new(cls, (values[0], logs, *values[2:]))
+
+
 @dataclass_transform(kw_only_default=True, frozen_default=True)
 class EventMeta(type):
     """Turns annotated class attributes into immutable tuple-backed fields."""
@@ -98,8 +104,10 @@ class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
 
     Attributes:
         step: Training batches completed when the event was sent.
-        logs: Values that came with the event (read-only; tensors stay as the
-            loop gave them until a subscriber reads them).
+        logs: Values that came with the event, typed as a read-only
+            ``Mapping``. Within one dispatch every subscriber sees the same
+            object (a Keras-style callback may add keys for the ones after
+            it); tensors stay as the loop gave them until first read.
         hook: The Keras ``Callback`` method this event maps to, if any.
     """
 
@@ -154,7 +162,11 @@ class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
         return not self == other
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple(self)))
+        # Leaves out ``logs`` (index 1): a mapping is unhashable; equal events still hash equal.
+        return hash((type(self), self[0], *self[2:]))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), tuple(self)))
+        values = tuple(self)
+        if type(values[1]) is MappingProxyType:
+            return (_rebuild_read_only, (type(self), (values[0], dict(values[1]), *values[2:])))
+        return (_rebuild, (type(self), values))

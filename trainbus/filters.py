@@ -77,10 +77,11 @@ class Every(EventFilter):
 
 
 class Once(EventFilter):
-    """Pass one event only: the first whose interval reaches ``n`` (1-based).
+    """Pass one event only: the first whose progress has reached ``n`` (1-based).
 
-    ``once=1`` (or ``once=True``) is the first event. After a resume past ``n``
-    it does not fire again, because the interval is derived from the step.
+    ``once=1`` (or ``once=True``) is the first event. With ``when=``, it is the
+    first event that passes the predicate once progress has reached ``n``.
+    The subscription removes itself after it fired.
     """
 
     __slots__ = ("_counter", "_fired", "n")
@@ -95,8 +96,7 @@ class Once(EventFilter):
     def __call__(self, event: Event) -> bool:
         if self._fired:
             return False
-        before, after = self._counter._interval(event)
-        if before < self.n <= after:
+        if self._counter._interval(event)[1] >= self.n:
             self._fired = True
             return True
         return False
@@ -138,10 +138,10 @@ def build_filters(
     if every is not None and once is not None and once is not False:
         raise ValueError("pass either every= or once=, not both")
     filters: list[EventFilter] = []
+    if when is not None:  # first, so that counters see only the events it lets through
+        filters.append(When(when))
     if every is not None:
         filters.append(Every(every))
     if once is not None and once is not False:
         filters.append(Once(once))
-    if when is not None:
-        filters.append(When(when))
     return tuple(filters)

@@ -48,6 +48,7 @@ def atomic_write(
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp_name, _file_mode(target))
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
@@ -59,6 +60,16 @@ def atomic_write(
             os.unlink(tmp_name)
         raise
     _fsync_directory(target.parent)
+
+
+def _file_mode(target: Path) -> int:
+    """The permissions the written file gets: the old file's, else the umask's default."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -59,6 +59,8 @@ def to_python(value: Any) -> Any:
     if ndim == 0 and hasattr(value, "item"):
         return value.item()
     if ndim is not None:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):
+            value = value.detach().cpu()  # torch: NumPy refuses tensors with grad or on a GPU
         return np.asarray(value)
     return value
 
@@ -121,6 +123,18 @@ class Logs(dict[str, Any]):
     def __repr__(self) -> str:
         # Printing is reading: show converted values, the way a plain dict prints.
         return repr(dict(self.items()))
+
+
+def raw_items(logs: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    """``logs``' items as stored: a :class:`Logs`' unread values are not converted."""
+    return dict.items(logs) if isinstance(logs, dict) else logs.items()
+
+
+def copy_logs(logs: Mapping[str, Any] | None) -> Logs:
+    """A new :class:`Logs` with ``logs``' values as stored (nothing converted)."""
+    if not logs:
+        return Logs()
+    return Logs(logs) if type(logs) is dict else Logs(raw_items(logs))
 
 
 def register_reducer(kind: type, mean: Callable[[list[Any]], Any]) -> None:

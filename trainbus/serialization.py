@@ -4,8 +4,10 @@ Each event becomes a JSON object tagged with its class, ``{"event":
 "TrainBatchEnd", "step": 3, "logs": {"loss": 0.25}, "epoch": 0, "batch": 2,
 "size": 1}``; reading one back validates every field (strictly: ``"3"`` is not
 an int) and rejects unknown fields, with a ``pydantic.ValidationError`` that
-names the field. Your own :class:`~trainbus.Event` subclasses work the same
-way, tagged ``module.QualName``.
+names the field. NaN and infinite values are written as ``NaN`` and
+``Infinity`` (as Python's ``json`` does) and read back. Your own
+:class:`~trainbus.Event` subclasses work the same way, tagged
+``module.QualName``.
 
 Example:
     >>> from trainbus import TrainBatchEnd
@@ -22,6 +24,7 @@ from functools import cache, lru_cache
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
+import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import NotRequired, TypedDict
 
@@ -39,12 +42,27 @@ def event_tag(cls: type[Event]) -> str:
 
 
 def _event_classes() -> tuple[type[Event], ...]:
+    """The classes JSON can name: one per tag (the newest), those with a schema only.
+
+    A class whose fields have no schema (say a type imported only under
+    ``TYPE_CHECKING``), or an older class with the same tag (one defined again
+    in a function), must not stop every other event from being read back.
+    """
     found: list[type[Event]] = [Event]
     index = 0
     while index < len(found):
         found.extend(s for s in found[index].__subclasses__() if s not in found)
         index += 1
-    return tuple(found)
+    by_tag = {event_tag(cls): cls for cls in found if _has_schema(cls)}
+    return tuple(by_tag.values())
+
+
+def _has_schema(cls: type[Event]) -> bool:
+    try:
+        _shape(cls)
+    except Exception:  # to_json() of such an event raises the cause itself
+        return False
+    return True
 
 
 def _json_value(value: Any) -> Any:
@@ -67,8 +85,10 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def to_json(event: Event) -> str:
     """The event as a JSON string (see the module docstring for the shape)."""
-    adapter = _shape(type(event))
-    return adapter.dump_json(to_dict(event)).decode()
+    data = _shape(type(event)).dump_python(to_dict(event))
+    # NaN and infinities (a diverged loss) are written as JSON5-style constants, which
+    # from_json reads back, rather than as null.
+    return pydantic_core.to_json(data, inf_nan_mode="constants").decode()
 
 
 def from_dict(data: Any) -> Event:

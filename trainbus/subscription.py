@@ -154,10 +154,10 @@ class Subscription:
         log_errors = self.on_error == "log"
 
         def deliver(event: Event) -> None:
-            for accepts in filters:
-                if not accepts(event):
-                    return
             try:
+                for accepts in filters:
+                    if not accepts(event):
+                        return
                 fn(event)
             except Exception:
                 if not log_errors:

@@ -16,10 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,11 @@ class NumpyModel:
             raise TypeError(f"params must be a mapping of name -> numpy array, got {params!r}")
         self.params: dict[str, np.ndarray] = {}
         for name, value in params.items():
+            if not isinstance(name, str) or not name or name.startswith("__") or "/" in name:
+                raise ValueError(
+                    f"parameter names must be non-empty strings without '/' and not starting "
+                    f"with '__' (reserved for file metadata), got {name!r}"
+                )
             if not isinstance(value, np.ndarray):
                 raise TypeError(
                     f"params[{name!r}] must be a numpy.ndarray, got {type(value).__name__}"
@@ -156,10 +161,15 @@ class NumpyModel:
         if with_optimizer and self.optimizer is not None:
             meta = {"learning_rate": self.optimizer.learning_rate}
             arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        with atomic_write(filepath, "wb", overwrite=overwrite) as handle:
-            handle.write(buffer.getvalue())
+        # The .npz layout (one .npy entry per array), written entry by entry so that any
+        # name works (np.savez takes names as keyword arguments: "file" would clash).
+        with (
+            atomic_write(filepath, "wb", overwrite=overwrite) as handle,
+            zipfile.ZipFile(handle, "w") as archive,
+        ):
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", "w") as entry:
+                    np.lib.format.write_array(entry, np.asarray(array), allow_pickle=False)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}{tuple(value.shape)}" for name, value in self.params.items())

@@ -1,0 +1,190 @@
+"""atomic_write: readers see the old complete file or the new one, never part of one."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import trainbus.io
+from trainbus.io import atomic_write
+
+
+def write_then_fail(target: Path, data: str, error: BaseException) -> None:
+    with atomic_write(target) as f:
+        f.write(data)
+        raise error
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_writes_text_as_utf8(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    with atomic_write(target) as f:
+        f.write('{"loss": 0.1, "name": "résumé"}')
+    assert target.read_text(encoding="utf-8") == '{"loss": 0.1, "name": "résumé"}'
+    assert leftovers(tmp_path) == []
+
+
+def test_writes_bytes(tmp_path: Path) -> None:
+    target = tmp_path / "weights.bin"
+    payload = bytes(range(256)) * 10
+    with atomic_write(str(target), "wb") as f:
+        f.write(payload)
+    assert target.read_bytes() == payload
+
+
+def test_replaces_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "latest.txt"
+    target.write_text("old")
+    with atomic_write(target) as f:
+        f.write("new")
+    assert target.read_text() == "new"
+    assert leftovers(tmp_path) == []
+
+
+def test_nothing_is_visible_until_the_block_ends(tmp_path: Path) -> None:
+    target = tmp_path / "latest.txt"
+    target.write_text("old")
+    with atomic_write(target) as f:
+        f.write("new")
+        f.flush()
+        assert target.read_text() == "old"
+    assert target.read_text() == "new"
+
+
+def test_an_open_reader_keeps_the_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "latest.txt"
+    target.write_text("old version")
+    with target.open() as reader:
+        with atomic_write(target) as f:
+            f.write("new version")
+        assert reader.read() == "old version"
+    assert target.read_text() == "new version"
+
+
+@pytest.mark.parametrize("error", [ValueError("serialisation failed"), KeyboardInterrupt()])
+def test_a_failing_block_leaves_the_old_file_and_no_temp(
+    tmp_path: Path, error: BaseException
+) -> None:
+    target = tmp_path / "ckpt.keras"
+    target.write_text("complete old checkpoint")
+    with pytest.raises(type(error)):
+        write_then_fail(target, "half of a new", error)
+    assert target.read_text() == "complete old checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.keras"]
+
+
+def test_a_failing_first_write_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "new.txt"
+    with pytest.raises(RuntimeError):
+        write_then_fail(target, "partial", RuntimeError())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_false_refuses_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "best.keras"
+    target.write_text("keep me")
+    with (
+        pytest.raises(FileExistsError, match="overwrite=False"),
+        atomic_write(target, overwrite=False) as f,
+    ):
+        f.write("replacement")
+    assert target.read_text() == "keep me"
+    assert leftovers(tmp_path) == []
+
+
+def test_overwrite_false_writes_a_new_file(tmp_path: Path) -> None:
+    target = tmp_path / "fresh.txt"
+    with atomic_write(target, overwrite=False) as f:
+        f.write("first")
+    assert target.read_text() == "first"
+
+
+def test_a_directory_target_raises_is_a_directory_error(tmp_path: Path) -> None:
+    target = tmp_path / "checkpoints"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match="checkpoints"), atomic_write(target) as f:
+        f.write("x")
+    assert target.is_dir()
+    assert list(target.iterdir()) == []
+
+
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    target = tmp_path / "run" / "epoch_003" / "weights.bin"
+    with atomic_write(target, "wb") as f:
+        f.write(b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+
+
+def test_only_w_and_wb_modes_are_accepted(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'a'"), atomic_write(tmp_path / "x", "a") as f:
+        f.write("x")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- crash safety: a writer killed at a random instant ------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+
+    # trainbus/io.py alone (stdlib only): a fast start, so the test can kill many writers
+    spec = importlib.util.spec_from_file_location("trainbus_io", sys.argv[3])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    atomic_write = module.atomic_write
+
+    target, size = sys.argv[1], int(sys.argv[2])
+    version = 0
+    while True:
+        version += 1
+        body = json.dumps({"version": version, "payload": [version] * size, "size": size})
+        with atomic_write(target) as f:
+            for start in range(0, len(body), 8192):  # many small writes: a long window
+                f.write(body[start : start + 8192])
+        if version == 1:
+            print("ready", flush=True)
+    """
+)
+
+
+def check_complete(target: Path, size: int) -> int:
+    data = json.loads(target.read_text())
+    assert data["size"] == size
+    assert data["payload"] == [data["version"]] * size
+    return int(data["version"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_writer_killed_mid_write_leaves_one_complete_version(tmp_path: Path) -> None:
+    target = tmp_path / "latest.json"
+    size = 50_000  # about 150 kB of JSON per version
+    rng = random.Random(0)
+    source = trainbus.io.__file__
+    for _ in range(4):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target), str(size), source],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == b"ready"
+            # concurrent readers only ever see complete versions, in order
+            seen = [check_complete(target, size) for _ in range(3)]
+            assert seen == sorted(seen)
+            time.sleep(rng.uniform(0.0, 0.05))
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(timeout=10)
+        assert writer.returncode == -signal.SIGKILL
+        check_complete(target, size)
