@@ -713,7 +713,13 @@ class Emitter:
             try:
                 yield item
             except GeneratorExit:
+                # The loop left early (break or exception: a generator cannot tell).
+                # Inside training, the batch is closed on the next call, or the run is
+                # aborted by training(). A standalone run ends here, so the emitter is
+                # idle again: its batch and the run are closed now.
                 self._abandoned = True
+                if self._outer == IDLE:
+                    self._recover_abandoned()
                 raise
             end(index, self._take_pending())
 
