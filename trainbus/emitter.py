@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from trainbus.bus import HOOKS, TYPED, Bus, Plan
+from trainbus.bus import HOOKS, MIXED, TYPED, Bus, Plan
 from trainbus.errors import EventOrderError
-from trainbus.event import Event
+from trainbus.event import EMPTY_LOGS, Event
 from trainbus.events import (
     Aborted,
     EpochBegin,
@@ -124,6 +124,54 @@ class Emitter:
         test_logs: The last evaluation's results (unprefixed).
     """
 
+    # Slots keep the per-batch attribute reads and writes on CPython's fast path.
+    __slots__ = (
+        "__weakref__",
+        "_abandoned",
+        "_batch",
+        "_chunk_first",
+        "_chunk_logs",
+        "_chunked",
+        "_extra_logs",
+        "_extra_logs_outer",
+        "_kept",
+        "_last",
+        "_outer",
+        "_pending",
+        "_prev_logs",
+        "_run_steps",
+        "_state",
+        "_steps_learned",
+        "_train_kept",
+        "_train_last",
+        "_val_logs",
+        "bus",
+        "epoch",
+        "epoch_logs",
+        "model",
+        "params",
+        "step",
+        "steps_per_execution",
+        "test_logs",
+        *_PLAN_SLOTS.values(),
+    )
+    # Compiled plans, one per event class (None: nobody listens), set by _plans_changed.
+    _p_train_begin: Plan | None
+    _p_train_end: Plan | None
+    _p_test_begin: Plan | None
+    _p_test_end: Plan | None
+    _p_predict_begin: Plan | None
+    _p_predict_end: Plan | None
+    _p_epoch_begin: Plan | None
+    _p_epoch_end: Plan | None
+    _p_train_batch_begin: Plan | None
+    _p_train_batch_end: Plan | None
+    _p_test_batch_begin: Plan | None
+    _p_test_batch_end: Plan | None
+    _p_predict_batch_begin: Plan | None
+    _p_predict_batch_end: Plan | None
+    _p_aborted: Plan | None
+
     def __init__(
         self,
         bus: Bus | None = None,
@@ -159,8 +207,9 @@ class Emitter:
         self._train_last = -1  # the train phase's, kept across a validation run
         self._chunk_first: int | None = None
         self._chunk_logs: Any = None
-        self._kept: list[dict[str, Any]] = []  # this run's batch logs (copies), for the means
-        self._train_kept: list[dict[str, Any]] = []
+        self._kept: list[Mapping[str, Any]] = []  # this run's batch logs, for the means
+        self._train_kept: list[Mapping[str, Any]] = []
+        self._prev_logs: Any = None  # the last batch's logs object, to spot a reused dict
         self._val_logs: dict[str, Any] = {}
         self._extra_logs: dict[str, Any] = {}  # logged outside any batch
         self._extra_logs_outer: dict[str, Any] = {}  # the epoch's, during a test run
@@ -252,8 +301,14 @@ class Emitter:
                     else:
                         call(event)
         except Exception as error:
-            plan.blame(error, call, f"{cls.__name__}(epoch={self.epoch}, batch={batch})")
+            self._blame(plan, error, call, cls, batch)
             raise
+
+    def _blame(
+        self, plan: Plan, error: BaseException, call: Any, cls: type[Event], batch: int
+    ) -> None:
+        if call is not None:
+            plan.blame(error, call, f"{cls.__name__}(epoch={self.epoch}, batch={batch})")
 
     def _prepare_callbacks(self) -> None:
         """Give attached callbacks the model and params, as Keras does before a run."""
@@ -272,7 +327,7 @@ class Emitter:
         self._train_last = -1
         self._prepare_callbacks()
         self._state = TRAINING
-        plan = self._p_train_begin  # type: ignore[attr-defined]
+        plan = self._p_train_begin
         if plan is not None:
             plan.send(TrainBegin(step=0, logs=copy_logs(logs)))
 
@@ -280,7 +335,7 @@ class Emitter:
         """End training; ``logs`` default to the last epoch's logs."""
         self._expect(TRAINING, "on_train_end()")
         self._state = IDLE
-        plan = self._p_train_end  # type: ignore[attr-defined]
+        plan = self._p_train_end
         if plan is not None:
             final = logs if logs is not None else self.epoch_logs
             plan.send(TrainEnd(step=self.step, logs=copy_logs(final)))
@@ -296,7 +351,7 @@ class Emitter:
         self._kept = self._train_kept
         self._val_logs = {}
         self._extra_logs = {}
-        plan = self._p_epoch_begin  # type: ignore[attr-defined]
+        plan = self._p_epoch_begin
         if plan is not None:
             plan.send(EpochBegin(step=self.step, logs=copy_logs(logs), epoch=epoch))
 
@@ -317,9 +372,12 @@ class Emitter:
         self.epoch_logs = epoch_logs
         self._train_kept = []
         self._state = TRAINING
-        plan = self._p_epoch_end  # type: ignore[attr-defined]
+        plan = self._p_epoch_end
         if plan is not None:
             plan.send(EpochEnd(step=self.step, logs=copy_logs(epoch_logs), epoch=epoch))
+
+    # The two training-batch hooks run for every batch: their dispatch is inlined
+    # (hooks-only and typed-only plans; mixed plans go through _send_batch).
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch starts (events go out once per chunk)."""
@@ -327,15 +385,37 @@ class Emitter:
             self._bad_batch_begin(EPOCH, "train", batch)
         self._state = TRAIN_BATCH
         self._batch = batch
-        size = 1
         if self._chunked:
             if self._chunk_first is not None:
                 return
             self._chunk_first = batch
             size = self._chunk_size(batch)
-        plan = self._p_train_batch_begin  # type: ignore[attr-defined]
-        if plan is not None:
+        else:
+            size = 1
+        plan = self._p_train_batch_begin
+        if plan is None:
+            return
+        mode = plan.mode
+        if mode == MIXED:
             self._send_batch(plan, TrainBatchBegin, batch, size, logs)
+            return
+        shared: Mapping[str, Any]
+        if logs:
+            shared = Logs(logs) if type(logs) is dict else copy_logs(logs)
+        else:
+            shared = {} if mode == HOOKS else EMPTY_LOGS
+        call: Any = None
+        try:
+            if mode == HOOKS:
+                for call in plan.calls:
+                    call(batch, logs=shared)
+            else:
+                event = _new_event(TrainBatchBegin, (self.step, shared, self.epoch, batch, size))
+                for call in plan.calls:
+                    call(event)
+        except Exception as error:
+            self._blame(plan, error, call, TrainBatchBegin, batch)
+            raise
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch ended; ``logs`` count toward the epoch means."""
@@ -344,19 +424,45 @@ class Emitter:
         self._state = EPOCH
         self._last = batch
         if logs:
-            self._train_kept.append(logs.copy() if type(logs) is dict else dict(raw_items(logs)))
+            kept = self._train_kept
+            # Kept by reference, except the run's first and a dict passed again (a loop
+            # that refills one dict): those are copied, so every batch's values survive.
+            kept.append(dict(raw_items(logs)) if logs is self._prev_logs or not kept else logs)
+            self._prev_logs = logs
         if self._chunked:
-            if not self._chunk_ends(batch):
+            if (batch + 1) % self.steps_per_execution and batch + 1 != self._run_steps:
                 self._chunk_logs = logs
                 return
             first: int = self._chunk_first  # type: ignore[assignment]
             self._chunk_first = None
         else:
             first = self._batch
-        self.step += batch - first + 1
-        plan = self._p_train_batch_end  # type: ignore[attr-defined]
-        if plan is not None:
-            self._send_batch(plan, TrainBatchEnd, batch, batch - first + 1, logs)
+        size = batch - first + 1
+        self.step += size
+        plan = self._p_train_batch_end
+        if plan is None:
+            return
+        mode = plan.mode
+        if mode == MIXED:
+            self._send_batch(plan, TrainBatchEnd, batch, size, logs)
+            return
+        shared: Mapping[str, Any]
+        if logs:
+            shared = Logs(logs) if type(logs) is dict else copy_logs(logs)
+        else:
+            shared = {} if mode == HOOKS else EMPTY_LOGS
+        call: Any = None
+        try:
+            if mode == HOOKS:
+                for call in plan.calls:
+                    call(batch, logs=shared)
+            else:
+                event = _new_event(TrainBatchEnd, (self.step, shared, self.epoch, batch, size))
+                for call in plan.calls:
+                    call(event)
+        except Exception as error:
+            self._blame(plan, error, call, TrainBatchEnd, batch)
+            raise
 
     def on_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Alias of :meth:`on_train_batch_begin` (Keras's backwards-compatible name)."""
@@ -376,7 +482,7 @@ class Emitter:
         ``steps`` (the number of batches, if known) sizes the last chunk.
         """
         self._begin_run(TESTING, "on_test_begin()", steps)
-        plan = self._p_test_begin  # type: ignore[attr-defined]
+        plan = self._p_test_begin
         if plan is not None:
             plan.send(TestBegin(step=self.step, logs=copy_logs(logs)))
 
@@ -395,7 +501,7 @@ class Emitter:
         self._end_run()
         if self._state == EPOCH:
             self._val_logs = {f"val_{key}": value for key, value in results.items()}
-        plan = self._p_test_end  # type: ignore[attr-defined]
+        plan = self._p_test_end
         if plan is not None:
             plan.send(TestEnd(step=self.step, logs=copy_logs(results)))
 
@@ -403,22 +509,22 @@ class Emitter:
         """An evaluation batch starts."""
         if self._state != TESTING or batch <= self._last:
             self._bad_batch_begin(TESTING, "test", batch)
-        self._open_batch(TEST_BATCH, batch, self._p_test_batch_begin, TestBatchBegin, logs)  # type: ignore[attr-defined]
+        self._open_batch(TEST_BATCH, batch, self._p_test_batch_begin, TestBatchBegin, logs)
 
     def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """An evaluation batch ended; ``logs`` count toward the results."""
         if self._state != TEST_BATCH or batch < self._batch:
             self._bad_batch_end(TEST_BATCH, "test", batch)
         if logs:
-            self._kept.append(logs.copy() if type(logs) is dict else dict(raw_items(logs)))
-        self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)  # type: ignore[attr-defined]
+            self._kept.append(dict(raw_items(logs)))
+        self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)
 
     def on_predict_begin(
         self, logs: Mapping[str, Any] | None = None, *, steps: int | None = None
     ) -> None:
         """Start predicting; ``steps`` as for :meth:`on_test_begin`."""
         self._begin_run(PREDICTING, "on_predict_begin()", steps)
-        plan = self._p_predict_begin  # type: ignore[attr-defined]
+        plan = self._p_predict_begin
         if plan is not None:
             plan.send(PredictBegin(step=self.step, logs=copy_logs(logs)))
 
@@ -427,7 +533,7 @@ class Emitter:
         self._expect(PREDICTING, "on_predict_end()")
         self._flush_chunk(PredictBatchEnd)
         self._end_run()
-        plan = self._p_predict_end  # type: ignore[attr-defined]
+        plan = self._p_predict_end
         if plan is not None:
             plan.send(PredictEnd(step=self.step, logs=copy_logs(logs)))
 
@@ -435,13 +541,13 @@ class Emitter:
         """A prediction batch starts."""
         if self._state != PREDICTING or batch <= self._last:
             self._bad_batch_begin(PREDICTING, "predict", batch)
-        self._open_batch(PREDICT_BATCH, batch, self._p_predict_batch_begin, PredictBatchBegin, logs)  # type: ignore[attr-defined]
+        self._open_batch(PREDICT_BATCH, batch, self._p_predict_batch_begin, PredictBatchBegin, logs)
 
     def on_predict_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A prediction batch ended (``logs`` usually hold ``outputs``)."""
         if self._state != PREDICT_BATCH or batch < self._batch:
             self._bad_batch_end(PREDICT_BATCH, "predict", batch)
-        self._close_batch(PREDICTING, batch, self._p_predict_batch_end, PredictBatchEnd, logs)  # type: ignore[attr-defined]
+        self._close_batch(PREDICTING, batch, self._p_predict_batch_end, PredictBatchEnd, logs)
 
     def abort(self, error: BaseException) -> None:
         """The loop raised ``error``: send :class:`Aborted` and reset to idle.
@@ -457,7 +563,7 @@ class Emitter:
         elif self._state in (PREDICTING, PREDICT_BATCH):
             phase = "predict"
         self._reset()
-        plan = self._p_aborted  # type: ignore[attr-defined]
+        plan = self._p_aborted
         if phase is not None and plan is not None:
             text = f"{type(error).__name__}: {error}"
             logs = copy_logs(self.epoch_logs)

@@ -19,6 +19,7 @@ NumPy arrays) and adapters can register a faster or device-aware one with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -157,9 +158,18 @@ def means(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         >>> means([{"loss": 1.0}, {"loss": 3.0, "acc": 0.5}])
         {'loss': 2.0, 'acc': 0.5}
     """
+    if not batches:
+        return {}
+    # Usually every batch logs the same keys: then the columns are gathered in C.
+    keys = dict.fromkeys(batches[0])
+    if set().union(*batches) != keys.keys():
+        keys = dict.fromkeys(key for logs in batches for key in logs)
     result: dict[str, Any] = {}
-    for key in dict.fromkeys(key for logs in batches for key in logs):
-        values = [logs[key] for logs in batches if key in logs]
+    for key in keys:
+        try:  # dict.__getitem__ reads a Logs' values as stored, without converting
+            values = list(map(dict.__getitem__, batches, repeat(key)))  # type: ignore[arg-type]
+        except (KeyError, TypeError):  # a key missing in some batches, or not a dict
+            values = [raw[key] for raw in map(dict, map(raw_items, batches)) if key in raw]
         last = values[-1]
         if len(values) == 1 or isinstance(last, str):
             result[key] = last

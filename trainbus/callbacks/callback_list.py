@@ -46,6 +46,8 @@ class CallbackList(Emitter):
         callbacks: The callback objects, in call order.
     """
 
+    __slots__ = ("callbacks",)
+
     def __init__(
         self,
         callbacks: object | Iterable[object] | None = None,
