@@ -19,9 +19,9 @@ drive it:
                 emitter.log(loss=evaluate(x, y))
 
 Events the loop sends are delivered from precompiled plans: with nobody
-listening, a hook call is a few attribute checks; an event object is built only
-when a typed subscriber listens to its class; Keras-style callbacks are called
-with their hook arguments directly.
+listening, a hook call only updates the emitter's counters and checks; an event
+object is built only when a typed subscriber listens to its class; Keras-style
+callbacks are called with their hook arguments directly.
 """
 
 from __future__ import annotations
