@@ -12,7 +12,6 @@ export KERAS_BACKEND ?= torch
 
 $(VENV)/.installed-dev: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -U pip
 	$(PIP) install $(TORCH)
 	$(PIP) install -e '.[dev]' $(TORCH)
 	touch $@

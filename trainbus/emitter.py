@@ -282,7 +282,7 @@ class Emitter:
     # -- delivery -----------------------------------------------------------------
 
     def _send_batch(self, plan: Plan, cls: type[Event], batch: int, size: int, logs: Any) -> None:
-        shared = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
+        shared = copy_logs(logs)
         mode = plan.mode
         call: Any = None
         try:
