@@ -11,7 +11,7 @@ with k = 0, 1 and 10 no-op receivers, where k counts receivers of *each* of the 
 hooks. Every 1000 batches the loop closes the epoch and opens the next one
 (``on_epoch_end(e)`` then ``on_epoch_begin(e + 1)``, batch indices restart at 0), and
 those calls are part of the timed cost for every contender, so whatever a dispatcher
-keeps per epoch (trainbus keeps a copy of each batch's logs for the epoch means) is
+keeps per epoch (trainbus keeps each batch's logs for the epoch means) is
 paid as in a real run. The contenders:
 
 * floor: the empty timing loop (it still builds the logs dict), two direct no-op
