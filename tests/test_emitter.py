@@ -172,6 +172,31 @@ def test_epoch_logs_are_batch_means_plus_explicit_logs_which_win() -> None:
     assert batch_logs[0] == {"loss": 1.0, "acc": 0.5}  # the loop's dicts are left alone
 
 
+@pytest.mark.parametrize("keras_style", [False, True])
+def test_a_loop_that_refills_one_logs_dict_still_gets_true_epoch_means(keras_style: bool) -> None:
+    class MutatesBatchLogs(Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            logs["loss"] = -1.0  # a callback's change must not reach the means
+
+    bus = Bus()
+    events = record(bus)
+    if keras_style:
+        bus.attach(MutatesBatchLogs())
+    emitter = Emitter(bus)
+    emitter.on_train_begin()
+    logs: dict[str, float] = {}
+    for epoch, losses in enumerate([[1.0, 2.0, 6.0], [4.0, 8.0]]):
+        emitter.on_epoch_begin(epoch)
+        for batch, loss in enumerate(losses):
+            emitter.on_train_batch_begin(batch)
+            logs["loss"] = loss  # the same dict object every batch
+            emitter.on_train_batch_end(batch, logs)
+        emitter.on_epoch_end(epoch)
+    emitter.on_train_end()
+
+    assert [dict(e.logs) for e in of(events, EpochEnd)] == [{"loss": 3.0}, {"loss": 6.0}]
+
+
 def test_values_logged_outside_batches_join_the_epoch_logs() -> None:
     bus = Bus()
     events = record(bus)
