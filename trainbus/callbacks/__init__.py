@@ -1,19 +1,41 @@
-"""Keras-style callbacks: the ``Callback`` base class and the bus bridge."""
+"""Keras-style callbacks: the ``Callback`` base class, the bus bridge and the built-ins.
+
+Every built-in works on any :class:`~trainbus.ModelHandle` (NumPy now, PyTorch and
+JAX through their adapters), mirrors the Keras 3 class of the same name, and
+validates its arguments when it is built.
+"""
 
 from trainbus.callbacks.base import Callback, default, is_default
 from trainbus.callbacks.bridge import Attachment, attach, overridden_hooks
 from trainbus.callbacks.callback_list import CallbackList
+from trainbus.callbacks.csv_logger import CSVLogger
 from trainbus.callbacks.early_stopping import EarlyStopping
+from trainbus.callbacks.history import History
+from trainbus.callbacks.lambda_callback import LambdaCallback
+from trainbus.callbacks.learning_rate_scheduler import LearningRateScheduler
+from trainbus.callbacks.model_checkpoint import CheckpointPathError, ModelCheckpoint
 from trainbus.callbacks.monitor import MonitorCallback, monitor_direction
+from trainbus.callbacks.progbar_logger import ProgbarLogger
+from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from trainbus.callbacks.state import Stateful, collect_states, restore_states
+from trainbus.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
     "Attachment",
+    "CSVLogger",
     "Callback",
     "CallbackList",
+    "CheckpointPathError",
     "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
     "MonitorCallback",
+    "ProgbarLogger",
+    "ReduceLROnPlateau",
     "Stateful",
+    "TerminateOnNaN",
     "attach",
     "collect_states",
     "default",

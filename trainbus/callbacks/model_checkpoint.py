@@ -1,0 +1,360 @@
+"""``ModelCheckpoint``: save the model (or its weights) every epoch or every N batches.
+
+Keras 3's rules: ``filepath`` is a ``str.format`` template filled with
+``epoch`` (1-based), every key of the logs and, for batch-level saves,
+``batch`` (1-based; a ``batch`` key in the logs wins); ``save_freq="epoch"``
+saves at each epoch end, an int ``N`` saves when ``N`` more batches have run,
+counted from the batch indices so that a ``steps_per_execution`` chunk counts
+as all its batches and the count runs on across epochs; ``save_best_only``
+saves only when ``monitor`` improves on the best value so far, which starts
+at ``initial_value_threshold``. Files are written through the model handle:
+``model.save(path, overwrite=True)`` or ``model.save_weights(path,
+overwrite=True)``, after creating the parent directory.
+
+Deliberate differences from Keras 3 (``keras.callbacks.ModelCheckpoint``):
+
+* **A missing monitor does not save.** With ``save_best_only`` and ``monitor``
+  absent from the logs, Keras 3.10+ warns and saves anyway; trainbus warns
+  once, listing the keys that exist, and skips the save, as tf.keras and
+  Keras < 3.10 did. A "best" file must never hold a model that was not
+  judged best (the usual case: ``monitor="val_loss"`` with batch-level saves,
+  whose logs have no ``val_`` keys).
+* **Any file name.** Keras requires ``.keras``/``.h5`` (``.weights.h5`` with
+  ``save_weights_only``); trainbus's model handles choose their own format,
+  so any name is accepted. A path that is a directory still gets Keras's
+  error, ``Please specify a non-directory filepath for ModelCheckpoint...``.
+* **Batch-level ``save_best_only`` works.** Keras sets up its comparison only
+  at the first epoch end, so its second batch-level save before then raises
+  ``TypeError: 'NoneType' object is not callable``; trainbus resolves the
+  direction when the callback is built.
+* **Clearer errors, earlier.** Arguments are validated when the callback is
+  built (``save_freq`` must be ``"epoch"`` or a positive int; Keras accepts
+  0 and negative ints, which save every batch; an unknown ``mode`` is an
+  error, not a warning); a template with positional fields (``{}``, ``{0}``)
+  or unbalanced braces is rejected there too; a template key missing from the
+  logs raises :class:`CheckpointPathError` (a ``KeyError`` whose message starts
+  like Keras's and lists the keys available); batch-level saving before any
+  ``on_epoch_begin`` uses epoch 0 (Keras raises ``AttributeError``); a logs
+  key ``epoch`` does not clash with the ``{epoch}`` field (Keras raises
+  ``TypeError``).
+* ``mode="auto"`` is resolved by name (see :mod:`trainbus.callbacks.monitor`).
+
+Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from trainbus import Bus, Emitter
+    >>> from trainbus.adapters.loop import NumpyModel
+    >>> folder = tempfile.mkdtemp()
+    >>> checkpoint = ModelCheckpoint(
+    ...     os.path.join(folder, "best-{epoch:02d}-{val_loss:.2f}.npz"),
+    ...     monitor="val_loss", save_best_only=True)
+    >>> bus = Bus()
+    >>> _ = bus.attach(checkpoint)
+    >>> emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(2)}))
+    >>> with emitter.training(epochs=4) as epochs:
+    ...     for epoch in epochs:
+    ...         emitter.log(val_loss=[0.9, 0.5, 0.6, 0.4][epoch])
+    >>> sorted(os.listdir(folder)), checkpoint.best
+    (['best-01-0.90.npz', 'best-02-0.50.npz', 'best-04-0.40.npz'], 0.4)
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import warnings
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictInt, validate_call
+
+from trainbus.callbacks.monitor import Mode, MonitorCallback
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
+"""``"epoch"``, or a positive number of batches between saves."""
+
+_DIRECTORY_MESSAGE = (
+    "Please specify a non-directory filepath for ModelCheckpoint. "
+    "Filepath used is an existing directory: {}"
+)
+
+
+class CheckpointPathError(KeyError):
+    """``filepath`` names a field that the logs do not have.
+
+    A ``KeyError``, as in Keras, whose message is shown as written.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelCheckpoint(MonitorCallback):
+    """Save the model or its weights at some frequency, optionally only the best.
+
+    Args:
+        filepath: Where to save: a path or a ``str.format`` template such as
+            ``"ckpt/{epoch:02d}-{val_loss:.2f}.npz"`` with ``epoch``, ``batch``
+            (batch-level saves) and any logs key. The model handle chooses
+            the file format; any extension is accepted.
+        monitor: The logs key that ``save_best_only`` judges.
+        verbose: 1 prints a line for each save and each judgement, as Keras does.
+        save_best_only: Save only when ``monitor`` improves on the best value
+            so far. With a constant ``filepath`` the file is the best model.
+        save_weights_only: Call ``model.save_weights`` instead of ``model.save``.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (by name: ``*acc``,
+            ``*accuracy``, ``*auc`` are maximized, anything else minimized).
+        save_freq: ``"epoch"``: save at every epoch end. An int ``N``: save
+            when ``N`` batches have run since the last save, checked at each
+            batch (or ``steps_per_execution`` chunk) end; the count carries
+            over epoch ends, and what a chunk overshoots is dropped.
+        initial_value_threshold: The initial best value: with
+            ``save_best_only`` nothing is saved until ``monitor`` beats it.
+
+    Attributes:
+        best: The best monitored value so far (``None`` before the first).
+        direction: ``"min"`` or ``"max"``, resolved from ``mode``.
+
+    Arguments are validated when the callback is built; a bad one raises a
+    ``pydantic.ValidationError`` (a ``ValueError``) naming it. The module
+    docstring lists the differences from Keras.
+    """
+
+    @validate_call
+    def __init__(
+        self,
+        filepath: str | os.PathLike[str],
+        monitor: str = "val_loss",
+        verbose: NonNegativeInt = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: Mode = "auto",
+        save_freq: SaveFreq = "epoch",
+        initial_value_threshold: float | None = None,
+    ) -> None:
+        super().__init__(monitor, mode, best=initial_value_threshold)
+        self.filepath = _checked_template(os.fspath(filepath))
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.save_freq: Literal["epoch"] | int = save_freq
+        self.initial_value_threshold = initial_value_threshold
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen: int | None = None
+        self._current_epoch = 0
+        self._skip_batch_hook()
+
+    def _skip_batch_hook(self) -> None:
+        """With ``save_freq="epoch"``, hide the batch hook from the bridge.
+
+        Keras overrides the batch hook even then; putting the base class's default
+        back on the instance keeps this callback off the per-batch dispatch plan.
+        """
+        if self.save_freq == "epoch":
+            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign,assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("on_train_batch_end", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._skip_batch_hook()
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._current_epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self.save_freq == "epoch":
+            self._save_model(epoch, None, logs)
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._should_save_on_batch(batch):
+            self._save_model(self._current_epoch, batch, logs)
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _should_save_on_batch(self, batch: int) -> bool:
+        """Count the batches that ``batch`` (an end index) completes; due when ``save_freq``."""
+        if self.save_freq == "epoch":
+            return False
+        if self._last_batch_seen is None or batch <= self._last_batch_seen:
+            added = batch + 1  # a new epoch: indices restart at 0
+        else:
+            added = batch - self._last_batch_seen
+        self._batches_seen_since_last_saving += added
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            return True
+        return False
+
+    def _should_save_model(self, epoch: int, logs: Mapping[str, Any] | None, path: str) -> bool:
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            return True
+        current = self.monitored_value(logs)  # warns once, listing the keys, if missing
+        if current is None:
+            return False
+        if len(getattr(current, "shape", ())) > 0:
+            warnings.warn(
+                f"Can save best model only when `monitor` is a scalar value. Received: "
+                f"{current}. Falling back to `save_best_only=False`.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return True
+        current = float(current)
+        best_text = "None" if self.best is None else f"{self.best:.5f}"
+        if self.is_improvement(current, self.best):
+            if self.verbose > 0:
+                print(
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_text} to "
+                    f"{current:.5f}, saving model to {path}"
+                )
+            self.best = current
+            return True
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_text}")
+        return False
+
+    # -- saving -----------------------------------------------------------------------
+
+    def _save_model(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
+        path = self._file_path(epoch, batch, logs or {})
+        if not self._should_save_model(epoch, logs, path):
+            return
+        if path.endswith(_SEPARATORS) or os.path.isdir(path):
+            raise OSError(_DIRECTORY_MESSAGE.format(path))
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(path, overwrite=True)
+            else:
+                self.model.save(path, overwrite=True)
+        except IsADirectoryError as error:
+            raise OSError(_DIRECTORY_MESSAGE.format(path)) from error
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
+
+    def _file_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:
+        """``filepath`` filled in: ``epoch`` (1-based), ``batch`` (1-based), the logs."""
+        fields = _Fields(logs)
+        fields.fixed["epoch"] = epoch + 1
+        if batch is not None and "batch" not in logs:
+            fields.fixed["batch"] = batch + 1
+        try:
+            return self.filepath.format_map(fields)
+        except KeyError as error:
+            key = error.args[0] if error.args else "?"
+            available = ", ".join(sorted({*logs, *fields.fixed}))
+            hint = ""
+            if key == "batch" and batch is None:
+                hint = " (`batch` is only filled in for batch-level saves, with an int save_freq)"
+            raise CheckpointPathError(
+                f'Failed to format this callback filepath: "{self.filepath}". Reason: '
+                f"{key!r} is not in the logs{hint}; the keys available are: {available}"
+            ) from None
+        except (ValueError, TypeError, AttributeError, IndexError) as error:
+            raise ValueError(
+                f'Failed to format this callback filepath: "{self.filepath}". Reason: {error}'
+            ) from error
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint[filepath=..., monitor=..., mode=...]``."""
+        return (
+            f"ModelCheckpoint[filepath={self.filepath}, monitor={self.monitor}, "
+            f"mode={self.direction}]"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """``best`` and the batch counter (``save_freq`` counts carry over a restart)."""
+        return {
+            "best": None if self.best is None else float(self.best),
+            "batches_seen_since_last_saving": self._batches_seen_since_last_saving,
+            "last_batch_seen": self._last_batch_seen,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a saved state.
+
+        Nothing is reset at ``on_train_begin`` (as in Keras, ``best`` and the
+        counter carry over to a later run), so no resume flag is needed.
+        """
+        best = state["best"]
+        last = state["last_batch_seen"]
+        self.best = None if best is None else float(best)
+        self._batches_seen_since_last_saving = int(state["batches_seen_since_last_saving"])
+        self._last_batch_seen = None if last is None else int(last)
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelCheckpoint(filepath={self.filepath!r}, monitor={self.monitor!r}, "
+            f"save_best_only={self.save_best_only}, save_freq={self.save_freq!r})"
+        )
+
+
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
+class _Fields(Mapping[str, Any]):
+    """What ``str.format_map`` reads: fixed values first, then the logs (read lazily)."""
+
+    def __init__(self, logs: Mapping[str, Any]) -> None:
+        self.logs = logs
+        self.fixed: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.fixed:
+            return self.fixed[key]
+        return self.logs[key]
+
+    def __iter__(self) -> Any:
+        return iter({**self.logs, **self.fixed})
+
+    def __len__(self) -> int:
+        return len({*self.logs, *self.fixed})
+
+
+def _checked_template(filepath: str) -> str:
+    """``filepath``, if it is a usable template: named fields only, not a directory."""
+    if not filepath:
+        raise ValueError("ModelCheckpoint filepath must not be empty")
+    try:
+        parsed = list(string.Formatter().parse(filepath))
+    except ValueError as error:
+        raise ValueError(
+            f"ModelCheckpoint filepath {filepath!r} is not a valid format template: {error} "
+            "(write a literal brace as '{{' or '}}')"
+        ) from None
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        name = field.split(".", 1)[0].split("[", 1)[0]
+        if not name or name.isdigit():
+            raise ValueError(
+                f"ModelCheckpoint filepath {filepath!r} has a positional field "
+                f"{{{field}}}; name it: {{epoch}}, {{batch}} or a logs key such as {{val_loss}}"
+            )
+    is_template = any(field is not None for _, field, _, _ in parsed)
+    if not is_template and os.path.isdir(filepath):
+        raise ValueError(_DIRECTORY_MESSAGE.format(filepath))
+    if filepath.endswith(_SEPARATORS):
+        raise ValueError(
+            "Please specify a non-directory filepath for ModelCheckpoint. "
+            f"Filepath used ends with a path separator: {filepath}"
+        )
+    return filepath
+
+
+__all__ = ["CheckpointPathError", "ModelCheckpoint"]
