@@ -311,10 +311,18 @@ class Emitter:
             plan.blame(error, call, f"{cls.__name__}(epoch={self.epoch}, batch={batch})")
 
     def _prepare_callbacks(self) -> None:
-        """Give attached callbacks the model and params, as Keras does before a run."""
-        for callback in self.bus.callbacks(self):
+        """Give attached callbacks the model and params, as Keras does before a run.
+
+        A callback that defines ``set_callbacks(callbacks)`` (a trainbus extension,
+        e.g. ``BackupAndRestore``) then gets the list of callbacks attached for this
+        emitter, before any ``on_*_begin`` hook runs.
+        """
+        callbacks = self.bus.callbacks(self)
+        for callback in callbacks:
             _call_if_defined(callback, "set_model", self.model)
             _call_if_defined(callback, "set_params", self.params)
+        for callback in callbacks:
+            _call_if_defined(callback, "set_callbacks", callbacks)
 
     # -- Keras CallbackList surface: training ---------------------------------------
 
