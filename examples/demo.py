@@ -1,15 +1,19 @@
 """trainbus demo: a plain NumPy training loop, observed through a training-event bus.
 
 Softmax regression on scikit-learn's digits (8x8 images, 10 classes), trained with
-mini-batch SGD written in NumPy. The loop itself knows nothing about printing or
+mini-batch SGD written in NumPy. The loop itself knows nothing about printing, saving or
 stopping; it drives an ``Emitter``, and everything else subscribes to the bus:
 
 * typed subscribers (``@bus.on(EpochEnd, every=5)``) print progress;
-* a Keras-style ``Callback`` stops training once ``val_loss`` stops improving;
+* trainbus's Keras-style built-ins do what Keras's do: ``EarlyStopping`` stops once
+  ``val_loss`` stops improving and restores the best weights, ``ReduceLROnPlateau`` halves
+  the learning rate on a plateau, ``ModelCheckpoint`` keeps the best model, ``CSVLogger``
+  writes the epoch logs, ``ProgbarLogger`` draws a progress bar (on a terminal);
 * an ``@bus.on(Event)`` subscriber records every event for the summary at the end.
 
 Run it with ``make demo`` or ``.venv/bin/python examples/demo.py --epochs 100 --seed 0``; it
-takes about a second after the imports and is deterministic for a given seed.
+takes a few seconds after the imports, is deterministic for a given seed, and writes its
+files to ``--out`` (default ``demo-output/``).
 """
 
 from __future__ import annotations
@@ -17,41 +21,22 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from trainbus import Bus, Callback, Emitter, EpochEnd, Event, TrainBatchEnd, TrainEnd
+from trainbus import Bus, Emitter, EpochEnd, Event, TrainBatchEnd, TrainEnd
 from trainbus.adapters.loop import NumpyModel
-
-
-class StopOnPlateau(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
-
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 1e-3, patience: int = 3):
-        super().__init__()
-        self.monitor, self.min_delta, self.patience = monitor, min_delta, patience
-        self.stopped_epoch: int | None = None
-
-    def on_train_begin(self, logs=None):
-        self.best, self.best_epoch, self.wait, self.stopped_epoch = math.inf, 0, 0, None
-
-    def on_epoch_end(self, epoch, logs=None):
-        current = logs[self.monitor]
-        if current < self.best - self.min_delta:  # lower is better
-            self.best, self.best_epoch, self.wait = current, epoch, 0
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            self.model.stop_training = True  # the emitter ends training after this epoch
-            print(
-                f"Epoch {epoch + 1}: early stopping, {self.monitor} has not improved by "
-                f"{self.min_delta} for {self.patience} epochs "
-                f"(best {self.best:.4f} at epoch {self.best_epoch + 1})"
-            )
+from trainbus.callbacks import (
+    CSVLogger,
+    EarlyStopping,
+    ModelCheckpoint,
+    ProgbarLogger,
+    ReduceLROnPlateau,
+)
 
 
 def minibatches(x, y, size, rng=None):
@@ -93,7 +78,8 @@ class Result:
     counts: dict[str, int]  # events seen, per class, in order of first appearance
     epochs_run: int
     stopped_epoch: int | None  # 0-based, None if training ran all epochs
-    val_accuracy: float
+    val_accuracy: float  # of the restored best weights
+    out: Path
 
 
 def main(argv: list[str] | None = None) -> Result:
@@ -102,6 +88,7 @@ def main(argv: list[str] | None = None) -> Result:
     parser.add_argument("--seed", type=int, default=0, help="data split, init and shuffling")
     parser.add_argument("--lr", type=float, default=0.2, help="SGD learning rate")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -141,8 +128,19 @@ def main(argv: list[str] | None = None) -> Result:
     def done(event: TrainEnd) -> None:
         print(f"done after {event.step} steps: val_accuracy {event.logs['val_accuracy']:.3f}")
 
-    stopper = StopOnPlateau(monitor="val_loss", min_delta=1e-3, patience=3)
-    bus.attach([stopper])  # only the hooks it overrides are subscribed
+    stopper = EarlyStopping(
+        monitor="val_loss", min_delta=1e-3, patience=4, verbose=1, restore_best_weights=True
+    )
+    best_model = args.out / "best.npz"
+    bus.attach(
+        [  # called in list order, only for the hooks each one overrides
+            ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, verbose=1),
+            stopper,
+            ModelCheckpoint(best_model, monitor="val_accuracy", save_best_only=True),
+            CSVLogger(args.out / "epochs.csv"),
+            ProgbarLogger(),  # draws only on a terminal
+        ]
+    )
 
     emitter = Emitter(bus, model=model)  # callbacks see `model` as self.model
     val_batches = minibatches(x_val, y_val, args.batch_size)
@@ -161,13 +159,16 @@ def main(argv: list[str] | None = None) -> Result:
     for i in range(0, len(items), 5):
         print("  " + ", ".join(items[i : i + 5]))
     epochs_run = emitter.epoch + 1
-    if stopper.stopped_epoch is None:
+    stopped = stopper.stopped_epoch or None  # Keras's convention: 0 means it did not stop
+    if stopped is None:
         print(f"ran all {epochs_run} epochs")
     else:
-        print(f"stopped early by {type(stopper).__name__} at epoch {epochs_run}/{args.epochs}")
-    val_accuracy = float(emitter.epoch_logs["val_accuracy"])
-    print(f"final validation accuracy: {val_accuracy:.3f}")
-    return Result(counts, epochs_run, stopper.stopped_epoch, val_accuracy)
+        print(f"stopped early by EarlyStopping at epoch {epochs_run}/{args.epochs}")
+    probs = predict_proba(model.params, x_val)  # the best epoch's weights, restored
+    val_accuracy = float(loss_and_accuracy(probs, y_val)[1])
+    print(f"validation accuracy of the restored best weights: {val_accuracy:.3f}")
+    print(f"outputs in {args.out}/: best.npz (best val_accuracy), epochs.csv (epoch logs)")
+    return Result(counts, epochs_run, stopped, val_accuracy, args.out)
 
 
 if __name__ == "__main__":

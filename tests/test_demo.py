@@ -1,4 +1,4 @@
-"""The demo (examples/demo.py) learns, sends Keras's event sequence and stops on a plateau."""
+"""The demo (examples/demo.py) learns, sends Keras's event sequence, stops early, writes files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import runpy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+
+from trainbus.adapters.loop import NumpyModel
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 TRAIN_BATCHES = math.ceil(1437 / 64)  # 80% of the 1797 digits, in batches of at most 64
@@ -20,9 +23,9 @@ def demo_main() -> Any:
 
 
 def test_a_short_run_learns_and_sends_every_event_in_keras_order(
-    demo_main: Any, capsys: pytest.CaptureFixture[str]
+    demo_main: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    result = demo_main(["--epochs", "5"])
+    result = demo_main(["--epochs", "5", "--out", str(tmp_path)])
 
     assert result.val_accuracy > 0.85
     assert result.epochs_run == 5
@@ -57,10 +60,10 @@ def test_a_short_run_learns_and_sends_every_event_in_keras_order(
     assert "ran all 5 epochs" in out
 
 
-def test_the_plateau_callback_stops_training_early(
-    demo_main: Any, capsys: pytest.CaptureFixture[str]
+def test_early_stopping_stops_a_long_run_and_the_outputs_are_written(
+    demo_main: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    result = demo_main(["--epochs", "300", "--seed", "0"])
+    result = demo_main(["--epochs", "300", "--seed", "0", "--out", str(tmp_path)])
 
     assert result.stopped_epoch is not None
     assert result.epochs_run == result.stopped_epoch + 1 < 300
@@ -69,11 +72,25 @@ def test_the_plateau_callback_stops_training_early(
     assert result.val_accuracy > 0.9
     out = capsys.readouterr().out
     assert f"Epoch {result.epochs_run}: early stopping" in out
-    assert f"stopped early by StopOnPlateau at epoch {result.epochs_run}/300" in out
+    assert f"stopped early by EarlyStopping at epoch {result.epochs_run}/300" in out
+    assert f"outputs in {tmp_path}/" in out
+    rows = (tmp_path / "epochs.csv").read_text().splitlines()
+    assert rows[0].split(",") == [
+        "epoch",
+        "accuracy",
+        "learning_rate",
+        "loss",
+        "val_accuracy",
+        "val_loss",
+    ]
+    assert len(rows) == 1 + result.epochs_run  # a header and one row per epoch
+    best = NumpyModel({"W": np.zeros((64, 10)), "b": np.zeros(10)})
+    best.load_weights(tmp_path / "best.npz")  # the checkpoint loads back
+    assert np.abs(best.params["W"]).sum() > 0
 
 
-def test_a_run_is_determined_by_its_seed(demo_main: Any) -> None:
-    first = demo_main(["--epochs", "3", "--seed", "7"])
-    second = demo_main(["--epochs", "3", "--seed", "7"])
+def test_a_run_is_determined_by_its_seed(demo_main: Any, tmp_path: Path) -> None:
+    first = demo_main(["--epochs", "3", "--seed", "7", "--out", str(tmp_path)])
+    second = demo_main(["--epochs", "3", "--seed", "7", "--out", str(tmp_path)])
 
     assert first == second
