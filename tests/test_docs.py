@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from trainbus.errors import add_note
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -20,7 +22,7 @@ def test_the_examples_of_a_page_run(
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for number, block in enumerate(BLOCK.findall(page.read_text()), start=1):
         try:
-            exec(compile(block, f"{page.name}, example {number}", "exec"), namespace)  # noqa: S102
+            exec(compile(block, f"{page.name}, example {number}", "exec"), namespace)
         except Exception as error:
-            error.add_note(f"in example {number} of {page.relative_to(ROOT)}")
+            add_note(error, f"in example {number} of {page.relative_to(ROOT)}")
             raise
