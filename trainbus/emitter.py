@@ -310,19 +310,20 @@ class Emitter:
         if call is not None:
             plan.blame(error, call, f"{cls.__name__}(epoch={self.epoch}, batch={batch})")
 
-    def _prepare_callbacks(self) -> None:
+    def _prepare_callbacks(self, training: bool) -> None:
         """Give attached callbacks the model and params, as Keras does before a run.
 
-        A callback that defines ``set_callbacks(callbacks)`` (a trainbus extension,
-        e.g. ``BackupAndRestore``) then gets the list of callbacks attached for this
-        emitter, before any ``on_*_begin`` hook runs.
+        Before training, a callback that defines ``set_callbacks(callbacks)`` (a
+        trainbus extension, e.g. ``BackupAndRestore``) then gets the list of callbacks
+        attached for this emitter, before any ``on_train_begin`` hook runs.
         """
         callbacks = self.bus.callbacks(self)
         for callback in callbacks:
             _call_if_defined(callback, "set_model", self.model)
             _call_if_defined(callback, "set_params", self.params)
-        for callback in callbacks:
-            _call_if_defined(callback, "set_callbacks", callbacks)
+        if training:
+            for callback in callbacks:
+                _call_if_defined(callback, "set_callbacks", callbacks)
 
     # -- Keras CallbackList surface: training ---------------------------------------
 
@@ -333,7 +334,7 @@ class Emitter:
         self.step = 0
         self.epoch_logs = {}
         self._train_last = -1
-        self._prepare_callbacks()
+        self._prepare_callbacks(training=True)
         self._state = TRAINING
         plan = self._p_train_begin
         if plan is not None:
@@ -588,7 +589,7 @@ class Emitter:
             raise self._order_error(call)
         self._outer = self._state
         if self._outer == IDLE:
-            self._prepare_callbacks()
+            self._prepare_callbacks(training=False)
         else:
             self._train_last = self._last
         self._state = state

@@ -5,6 +5,7 @@ JAX through their adapters), mirrors the Keras 3 class of the same name, and
 validates its arguments when it is built.
 """
 
+from trainbus.callbacks.backup_and_restore import BackupAndRestore, CorruptBackupError
 from trainbus.callbacks.base import Callback, default, is_default
 from trainbus.callbacks.bridge import Attachment, attach, overridden_hooks
 from trainbus.callbacks.callback_list import CallbackList
@@ -13,28 +14,37 @@ from trainbus.callbacks.early_stopping import EarlyStopping
 from trainbus.callbacks.history import History
 from trainbus.callbacks.lambda_callback import LambdaCallback
 from trainbus.callbacks.learning_rate_scheduler import LearningRateScheduler
+from trainbus.callbacks.metric_callback import MetricCallback
 from trainbus.callbacks.model_checkpoint import CheckpointPathError, ModelCheckpoint
 from trainbus.callbacks.monitor import MonitorCallback, monitor_direction
 from trainbus.callbacks.progbar_logger import ProgbarLogger
+from trainbus.callbacks.push_to_remote import PushToRemote, RemotePushError
 from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from trainbus.callbacks.state import Stateful, collect_states, restore_states
+from trainbus.callbacks.tensorboard import TensorBoard
 from trainbus.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
     "Attachment",
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",
     "CheckpointPathError",
+    "CorruptBackupError",
     "EarlyStopping",
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
+    "MetricCallback",
     "ModelCheckpoint",
     "MonitorCallback",
     "ProgbarLogger",
+    "PushToRemote",
     "ReduceLROnPlateau",
+    "RemotePushError",
     "Stateful",
+    "TensorBoard",
     "TerminateOnNaN",
     "attach",
     "collect_states",
