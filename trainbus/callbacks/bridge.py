@@ -11,9 +11,19 @@ dict for every callback within one hook call, and ``logs=`` by keyword for
 batch hooks.
 
 Example:
-    >>> import keras  # doctest: +SKIP
-    >>> bus.attach([keras.callbacks.EarlyStopping(monitor="loss", mode="min"),
-    ...             MyCallback()])  # doctest: +SKIP
+    >>> from trainbus import Bus, Callback, Emitter
+    >>> class Announce(Callback):
+    ...     def on_epoch_end(self, epoch, logs=None):
+    ...         print(f"epoch {epoch}: {logs}")
+    >>> bus = Bus()
+    >>> attachment = bus.attach([Announce()])  # real keras.callbacks objects work the same way
+    >>> [s.event.__name__ for s in attachment.subscriptions]  # only the overridden hook
+    ['EpochEnd']
+    >>> emitter = Emitter(bus)
+    >>> with emitter.training(epochs=1) as epochs:
+    ...     for epoch in epochs:
+    ...         emitter.log(loss=0.5)
+    epoch 0: {'loss': 0.5}
 """
 
 from __future__ import annotations
