@@ -115,6 +115,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictInt, validate_call
 
 from trainbus.callbacks.base import Callback
+from trainbus.callbacks.save_frequency import BatchSaveCounter
 from trainbus.callbacks.state import collect_states, restore_states, stateful_callbacks
 from trainbus.io import atomic_write
 
@@ -132,7 +133,7 @@ class CorruptBackupError(ValueError):
     """A backup in ``backup_dir`` cannot be read or loaded (its file is named)."""
 
 
-class BackupAndRestore(Callback):
+class BackupAndRestore(BatchSaveCounter, Callback):
     """Back up the model and the callbacks' states; resume from the backup after a crash.
 
     Args:
@@ -341,21 +342,6 @@ class BackupAndRestore(Callback):
             self._set_initial_epoch = False
 
     # -- saving -----------------------------------------------------------------------
-
-    def _should_save_on_batch(self, batch: int) -> bool:
-        """``ModelCheckpoint``'s count: the batches ``batch`` (an end index) completes."""
-        if self.save_freq == "epoch":
-            return False
-        if self._last_batch_seen is None or batch <= self._last_batch_seen:
-            added = batch + 1  # a new epoch: indices restart at 0
-        else:
-            added = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += added
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
 
     def _save(self, epoch: int, batch: int | None) -> None:
         """Model to a new file, then the metadata naming it, then delete the old model."""

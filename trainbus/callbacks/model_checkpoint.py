@@ -69,6 +69,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictInt, validate_call
 
 from trainbus.callbacks.monitor import Mode, MonitorCallback
+from trainbus.callbacks.save_frequency import BatchSaveCounter
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
@@ -90,7 +91,7 @@ class CheckpointPathError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ModelCheckpoint(MonitorCallback):
+class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
     """Save the model or its weights at some frequency, optionally only the best.
 
     Args:
@@ -177,21 +178,6 @@ class ModelCheckpoint(MonitorCallback):
             self._save_model(self._current_epoch, batch, logs)
 
     # -- deciding ---------------------------------------------------------------------
-
-    def _should_save_on_batch(self, batch: int) -> bool:
-        """Count the batches that ``batch`` (an end index) completes; due when ``save_freq``."""
-        if self.save_freq == "epoch":
-            return False
-        if self._last_batch_seen is None or batch <= self._last_batch_seen:
-            added = batch + 1  # a new epoch: indices restart at 0
-        else:
-            added = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += added
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
 
     def _should_save_model(self, epoch: int, logs: Mapping[str, Any] | None, path: str) -> bool:
         if not self.save_best_only:
