@@ -118,6 +118,23 @@ def test_a_resumed_run_stops_where_an_unbroken_one_does(tmp_path: Path, crash_ep
     assert np.array_equal(resumed.params["w"], unbroken.params["w"])
 
 
+@pytest.mark.parametrize("crash_epoch", [2, 3, 5, 8])
+def test_a_resumed_run_restores_the_same_best_weights_as_an_unbroken_one(
+    tmp_path: Path, crash_epoch: int
+) -> None:
+    def stopper() -> list[Any]:
+        return [EarlyStopping(monitor="val_loss", patience=20, restore_best_weights=True)]
+
+    unbroken, _, (kept,) = train(BackupAndRestore(tmp_path / "a"), before=stopper())
+    folder = tmp_path / "b"
+    crash(BackupAndRestore(folder), crash_epoch, 1, before=stopper())
+    assert any(name.endswith(".arrays.npz") for name in os.listdir(folder))  # best weights
+    resumed, _, (resumed_stopper,) = train(BackupAndRestore(folder), before=stopper())
+
+    assert resumed_stopper.best_epoch == kept.best_epoch == 7  # LOSSES' minimum, 0.4
+    assert np.array_equal(resumed.params["w"], unbroken.params["w"])  # best weights restored
+
+
 def test_reduce_lr_on_plateau_and_checkpoint_state_survive_a_restart(tmp_path: Path) -> None:
     def callbacks() -> list[Any]:
         return [

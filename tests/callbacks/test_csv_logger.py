@@ -265,3 +265,13 @@ def test_append_header_is_decided_afresh_each_run_unlike_keras(tmp_path: Path) -
     ours, theirs = outputs
     assert ours == b"epoch,loss,val_loss\r\n0,0.25,NA\r\n"
     assert theirs == b"0,0.25,NA\r\n"
+
+
+def test_tensor_scalars_in_a_plain_dict_are_written_as_numbers(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "log.csv"
+    logger = CSVLogger(str(path))
+    logger.on_train_begin()  # driven directly, as a Keras CallbackList of tensors would
+    logger.on_epoch_end(0, {"loss": torch.tensor(0.5), "val_loss": np.float32(0.25)})
+    logger.on_train_end()
+    assert path.read_text().splitlines() == ["epoch,loss,val_loss", "0,0.5,0.25"]

@@ -262,7 +262,13 @@ def test_state_dict_round_trips_through_json() -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=3)
     run(stopper, [1.0, 0.5, 0.75, 0.875])
     state = json.loads(json.dumps(stopper.state_dict()))
-    assert state == {"wait": 2, "stopped_epoch": 0, "best": 0.5, "best_epoch": 1}
+    assert state == {
+        "wait": 2,
+        "stopped_epoch": 0,
+        "best": 0.5,
+        "best_epoch": 1,
+        "best_weights": None,  # restore_best_weights is off
+    }
 
     fresh = EarlyStopping(monitor="val_loss", patience=3)
     fresh.load_state_dict(state)

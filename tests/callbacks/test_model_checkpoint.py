@@ -509,3 +509,25 @@ def test_resume_continues_the_batch_counter_and_best(
 
     assert first_model.saves + resumed_model.saves == unbroken_model.saves
     assert resumed.state_dict() == unbroken.state_dict()
+
+
+def test_batch_saves_of_best_only_without_the_monitor_warn_once_and_save_nothing(
+    tmp_path: Path,
+) -> None:
+    template = str(tmp_path / "best-{epoch:02d}-{val_loss:.2f}.npz")  # names the monitor
+    checkpoint = ModelCheckpoint(template, save_best_only=True, save_freq=2)
+    bus = Bus()
+    bus.attach(checkpoint)
+    emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+
+    def train() -> None:
+        with emitter.training(epochs=2) as epochs:
+            for epoch in epochs:
+                for _ in emitter.batches(range(4)):
+                    emitter.log(loss=1.0)
+                emitter.log(val_loss=0.5 - epoch / 10)
+
+    with pytest.warns(UserWarning, match="'val_loss', which is not in the logs") as caught:
+        train()
+    assert len(caught) == 1
+    assert os.listdir(tmp_path) == []

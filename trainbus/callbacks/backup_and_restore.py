@@ -42,8 +42,8 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
 * **The restore happens in** ``set_callbacks`` (a trainbus extension the
   emitter calls before any begin hook), not in ``on_train_begin``, so the
   restored states are in place before any callback's ``on_train_begin`` runs,
-  whatever the order. It therefore also happens before a standalone
-  evaluation or prediction through the emitter; once a run has ended normally
+  whatever the order. The emitter calls it before training runs only, never
+  before a standalone evaluation or prediction. Once a run has ended normally
   with ``delete_checkpoint=False`` this instance does not restore again (the
   model already holds what the backup holds, or newer weights such as those
   put back by ``EarlyStopping(restore_best_weights=True)``). Keras would
@@ -112,6 +112,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, StrictInt, validate_call
 
 from trainbus.callbacks.base import Callback
@@ -126,7 +127,11 @@ METADATA_NAME = "training_metadata.json"
 PREVIOUS_SUFFIX = ".bkp"
 FORMAT = 1
 _MODEL_NAME = re.compile(r"backup-(\d{8,})\.keras")
-_TEMP_NAME = re.compile(r"\.(backup-\d{8,}\.keras|training_metadata\.json(\.bkp)?)\..*\.tmp")
+_ARRAYS_NAME = re.compile(r"backup-(\d{8,})\.arrays\.npz")
+_TEMP_NAME = re.compile(
+    r"\.(backup-\d{8,}\.(keras|arrays\.npz)|training_metadata\.json(\.bkp)?)\..*\.tmp"
+)
+_ARRAY_MARK = "__ndarray__"
 
 
 class CorruptBackupError(ValueError):
@@ -231,7 +236,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
                 self.model._initial_epoch = None
                 self._set_initial_epoch = False
             return
-        restore_states(self._callbacks, metadata["states"])
+        restore_states(self._callbacks, self._states_with_arrays(metadata))
         self._generation = metadata["generation"]
         self.restored_epoch = metadata["epoch"]
         self.model._initial_epoch = metadata["epoch"]
@@ -301,6 +306,22 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         result: dict[str, Any] = metadata
         return result
 
+    def _states_with_arrays(self, metadata: Mapping[str, Any]) -> Any:
+        """The saved states, with the arrays kept beside the metadata put back."""
+        name = metadata.get("arrays")
+        if name is None:
+            return metadata["states"]
+        path = os.path.join(self.backup_dir, name)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+            return _insert_arrays(metadata["states"], arrays)
+        except (OSError, ValueError, KeyError) as error:
+            raise CorruptBackupError(
+                f"cannot read the callbacks' arrays {path!r}: {type(error).__name__}: {error}; "
+                f"delete {self.backup_dir!r} to start the run over"
+            ) from error
+
     def _load_model(self, metadata_path: str, metadata: Mapping[str, Any]) -> None:
         model_path = os.path.join(self.backup_dir, metadata["model"])
         try:
@@ -347,13 +368,17 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         """Model to a new file, then the metadata naming it, then delete the old model."""
         generation = self._generation + 1
         name = f"backup-{generation:08d}.keras"
+        arrays: dict[str, np.ndarray] = {}
+        states = _extract_arrays(collect_states(self._callbacks), arrays)
+        arrays_name = f"backup-{generation:08d}.arrays.npz" if arrays else None
         metadata = {
             "format": FORMAT,
             "epoch": epoch,
             "batch": batch,
             "generation": generation,
             "model": name,
-            "states": collect_states(self._callbacks),
+            "arrays": arrays_name,
+            "states": states,
         }
         try:
             text = json.dumps(metadata, allow_nan=True)
@@ -364,15 +389,18 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             ) from error
         os.makedirs(self.backup_dir, exist_ok=True)
         self.model.save(os.path.join(self.backup_dir, name), overwrite=True)
+        if arrays_name is not None:  # arrays in states (EarlyStopping's best weights)
+            with atomic_write(os.path.join(self.backup_dir, arrays_name), "wb") as handle:
+                np.savez(handle, *arrays.values())
         primary = self.metadata_path
-        keep = {name}
+        keep = _files_of(metadata)
         committed = self._committed
         if self.double_checkpoint and committed is not None:
             # The backup the run last committed (read back or written) becomes the
             # previous one, before the new metadata replaces it.
             with atomic_write(primary + PREVIOUS_SUFFIX) as handle:
                 handle.write(json.dumps(committed, allow_nan=True))
-            keep.add(committed["model"])
+            keep |= _files_of(committed)
         with atomic_write(primary) as handle:
             handle.write(text)
         self._generation = generation
@@ -393,12 +421,12 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             shutil.rmtree(self.backup_dir)
 
     def _kept_models(self, metadata: Mapping[str, Any] | None) -> set[str]:
-        kept = {metadata["model"]} if metadata is not None else set()
+        kept = _files_of(metadata) if metadata is not None else set()
         if self.double_checkpoint:
             with contextlib.suppress(CorruptBackupError):
                 previous = self._read_metadata(self.metadata_path + PREVIOUS_SUFFIX)
                 if previous is not None:
-                    kept.add(previous["model"])
+                    kept |= _files_of(previous)
         return kept
 
     def _remove_leftovers(self, keep: set[str]) -> None:
@@ -408,7 +436,8 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         except FileNotFoundError:
             return
         for entry in names:
-            if entry in keep or not (_MODEL_NAME.fullmatch(entry) or _TEMP_NAME.fullmatch(entry)):
+            ours = any(name.fullmatch(entry) for name in (_MODEL_NAME, _ARRAYS_NAME, _TEMP_NAME))
+            if entry in keep or not ours:
                 continue
             path = os.path.join(self.backup_dir, entry)
             with contextlib.suppress(FileNotFoundError):
@@ -441,6 +470,36 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         )
 
 
+def _files_of(metadata: Mapping[str, Any]) -> set[str]:
+    """The files in ``backup_dir`` that a backup's metadata names."""
+    arrays = metadata.get("arrays")
+    return {metadata["model"]} if arrays is None else {metadata["model"], arrays}
+
+
+def _extract_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``value`` with each NumPy array replaced by a marker; the arrays go into ``arrays``."""
+    if isinstance(value, np.ndarray):
+        key = f"arr_{len(arrays)}"  # the name np.savez gives the n-th positional array
+        arrays[key] = value
+        return {_ARRAY_MARK: key}
+    if isinstance(value, Mapping):
+        return {key: _extract_arrays(item, arrays) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_extract_arrays(item, arrays) for item in value]
+    return value
+
+
+def _insert_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    """The inverse of :func:`_extract_arrays`."""
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY_MARK}:
+            return arrays[value[_ARRAY_MARK]]
+        return {key: _insert_arrays(item, arrays) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_insert_arrays(item, arrays) for item in value]
+    return value
+
+
 def _metadata_problem(metadata: Any) -> str:
     """What is wrong with parsed metadata, or ``""``."""
     if not isinstance(metadata, dict):
@@ -457,6 +516,11 @@ def _metadata_problem(metadata: Any) -> str:
     model = metadata.get("model")
     if not isinstance(model, str) or not _MODEL_NAME.fullmatch(model):
         return f"'model' must name a backup-<generation>.keras file, got {model!r}"
+    arrays = metadata.get("arrays")
+    if arrays is not None and not (isinstance(arrays, str) and _ARRAYS_NAME.fullmatch(arrays)):
+        return (
+            f"'arrays' must name a backup-<generation>.arrays.npz file or be null, got {arrays!r}"
+        )
     states = metadata.get("states")
     if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
         return f"'states' must map state keys to objects, got {states!r}"

@@ -46,6 +46,7 @@ from pydantic import AfterValidator, validate_call
 
 from trainbus.callbacks.base import Callback
 from trainbus.io import atomic_write
+from trainbus.logs import to_python
 
 
 def _check_separator(separator: str) -> str:
@@ -64,6 +65,7 @@ Separator = Annotated[str, AfterValidator(_check_separator)]
 
 def _cell(value: Any) -> Any:
     """Keras's ``handle_value``: non-string iterables become ``"[a, b]"``."""
+    value = to_python(value)  # a 0-d tensor in a plain dict is a number, not an iterable
     if isinstance(value, str):
         return value
     if isinstance(value, Iterable) and not (isinstance(value, np.ndarray) and value.ndim == 0):

@@ -133,9 +133,11 @@ class EarlyStopping(MonitorCallback):
         return f"EarlyStopping[monitor={self.monitor}, mode={self.direction}]"
 
     def state_dict(self) -> dict[str, Any]:
-        """``wait``, ``stopped_epoch``, ``best`` and ``best_epoch``.
+        """``wait``, ``stopped_epoch``, ``best``, ``best_epoch`` and the best weights.
 
-        The best weights are not included: a checkpoint of the model holds them.
+        ``best_weights`` (a list of NumPy arrays, or ``None``) lets a resumed run
+        restore the same weights an unbroken one would; ``BackupAndRestore``
+        stores arrays beside its JSON metadata.
         """
         best = None if self.best is None else float(self.best)
         return {
@@ -143,6 +145,7 @@ class EarlyStopping(MonitorCallback):
             "stopped_epoch": self.stopped_epoch,
             "best": best,
             "best_epoch": self.best_epoch,
+            "best_weights": None if self.best_weights is None else list(self.best_weights),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -151,4 +154,6 @@ class EarlyStopping(MonitorCallback):
         self.stopped_epoch = int(state["stopped_epoch"])
         self.best = state["best"]
         self.best_epoch = int(state["best_epoch"])
+        weights = state.get("best_weights")
+        self.best_weights = None if weights is None else [np.asarray(w) for w in weights]
         self._resumed = True

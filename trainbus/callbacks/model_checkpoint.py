@@ -212,6 +212,8 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
     # -- saving -----------------------------------------------------------------------
 
     def _save_model(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
+        if self.save_best_only and self.monitored_value(logs) is None:
+            return  # warned once; judged before formatting, which may name the monitor
         path = self._file_path(epoch, batch, logs or {})
         if not self._should_save_model(epoch, logs, path):
             return

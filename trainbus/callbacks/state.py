@@ -34,7 +34,7 @@ class Stateful(Protocol):
         ...
 
     def state_dict(self) -> dict[str, Any]:
-        """The state to save: JSON-compatible values."""
+        """The state to save: JSON-compatible values and NumPy arrays."""
         ...
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -52,8 +52,9 @@ def stateful_callbacks(callbacks: Iterable[object]) -> dict[str, Stateful]:
         if key in found:
             raise ValueError(
                 f"two callbacks have the state key {key!r} ({found[key]!r} and {callback!r}); "
-                "their saved states would overwrite each other: give them different "
-                "arguments (e.g. monitor=) or a distinct state_key"
+                "their saved states would overwrite each other. The key comes from what the "
+                "callback watches (its class, monitor and mode; a checkpoint's filepath): keep "
+                "one of them, or subclass it with its own state_key property"
             )
         found[key] = callback
     return found
