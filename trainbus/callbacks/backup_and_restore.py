@@ -195,20 +195,6 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         """The latest backup's metadata file."""
         return os.path.join(self.backup_dir, METADATA_NAME)
 
-    def _skip_batch_hook(self) -> None:
-        """With ``save_freq="epoch"``, keep this callback off the per-batch dispatch plan."""
-        if self.save_freq == "epoch":
-            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign,assignment]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("on_train_batch_end", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._skip_batch_hook()
-
     # -- restore ----------------------------------------------------------------------
 
     def set_callbacks(self, callbacks: Sequence[object]) -> None:

@@ -25,14 +25,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import Field, validate_call
+from pydantic import validate_call
 
-from trainbus.callbacks.monitor import Mode, MonitorCallback
-
-NonNegativeInt = Annotated[int, Field(ge=0)]
+from trainbus.callbacks.monitor import Mode, MonitorCallback, NonNegativeInt
 
 
 class EarlyStopping(MonitorCallback):

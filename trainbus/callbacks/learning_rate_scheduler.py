@@ -62,15 +62,14 @@ import inspect
 import math
 from collections.abc import Callable, Mapping, MutableMapping
 from numbers import Real
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import Field, validate_call
+from pydantic import validate_call
 
 from trainbus.callbacks._learning_rate import model_optimizer, read_learning_rate
 from trainbus.callbacks.base import Callback
-
-NonNegativeInt = Annotated[int, Field(ge=0)]
+from trainbus.callbacks.monitor import NonNegativeInt
 
 
 def _takes_learning_rate(schedule: Callable[..., Any]) -> bool:

@@ -68,10 +68,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, validate_call
 
-from trainbus.callbacks.monitor import Mode, MonitorCallback
+from trainbus.callbacks.monitor import Mode, MonitorCallback, NonNegativeInt
 from trainbus.callbacks.save_frequency import BatchSaveCounter
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between saves."""
 
@@ -144,24 +143,6 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
         self._batches_seen_since_last_saving = 0
         self._last_batch_seen: int | None = None
         self._current_epoch = 0
-        self._skip_batch_hook()
-
-    def _skip_batch_hook(self) -> None:
-        """With ``save_freq="epoch"``, hide the batch hook from the bridge.
-
-        Keras overrides the batch hook even then; putting the base class's default
-        back on the instance keeps this callback off the per-batch dispatch plan.
-        """
-        if self.save_freq == "epoch":
-            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign,assignment]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("on_train_batch_end", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._skip_batch_hook()
 
     # -- hooks ------------------------------------------------------------------------

@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from trainbus.callbacks.base import Callback
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+"""An int >= 0 (``verbose``, ``patience``, ...), for pydantic-validated arguments."""
 
 Mode = Literal["auto", "min", "max"]
 """How a monitored value is judged: ``"min"`` (lower is better), ``"max"``, or by name."""

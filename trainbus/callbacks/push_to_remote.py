@@ -86,14 +86,14 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, StrictInt, validate_call
+from pydantic import StrictInt, validate_call
 
 from trainbus.callbacks.base import Callback
+from trainbus.callbacks.monitor import NonNegativeInt
 from trainbus.io import atomic_write
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
 SaveStrategy = Literal["epoch", "steps", "no"]
 Publish = Literal["auto", "rename", "direct"]
 OnError = Literal["raise", "warn"]

@@ -59,9 +59,8 @@ import numpy as np
 from pydantic import Field, validate_call
 
 from trainbus.callbacks._learning_rate import model_optimizer, read_learning_rate
-from trainbus.callbacks.monitor import Mode, MonitorCallback
+from trainbus.callbacks.monitor import Mode, MonitorCallback, NonNegativeInt
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Factor = Annotated[float, Field(ge=0, lt=1)]
 

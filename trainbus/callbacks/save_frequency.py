@@ -15,15 +15,34 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 
 class BatchSaveCounter:
-    """Mixin counting batches toward ``save_freq`` (``"epoch"`` never saves on batches)."""
+    """Mixin counting batches toward ``save_freq`` (``"epoch"`` never saves on batches).
+
+    Put it before the ``Callback`` base. With ``save_freq="epoch"``, call
+    :meth:`_skip_batch_hook` once ``save_freq`` is set: the instance then has the
+    base class's default ``on_train_batch_end``, so the bridge does not subscribe
+    it and the callback costs nothing per batch (Keras calls it every batch).
+    """
 
     save_freq: int | Literal["epoch"] = "epoch"
     _batches_seen_since_last_saving: int = 0
     _last_batch_seen: int | None = None
+
+    def _skip_batch_hook(self) -> None:
+        if self.save_freq == "epoch":
+            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("on_train_batch_end", None)  # a bound method: re-made on unpickling
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._skip_batch_hook()
 
     def _should_save_on_batch(self, batch: int) -> bool:
         """Count the batches that end index ``batch`` completes; True when a save is due."""
