@@ -313,9 +313,10 @@ class Emitter:
     def _prepare_callbacks(self, training: bool) -> None:
         """Give attached callbacks the model and params, as Keras does before a run.
 
-        Before training, a callback that defines ``set_callbacks(callbacks)`` (a
-        trainbus extension, e.g. ``BackupAndRestore``) then gets the list of callbacks
-        attached for this emitter, before any ``on_train_begin`` hook runs.
+        Before training, a callback that defines ``set_emitter(emitter)`` (a
+        trainbus extension, e.g. ``BackupAndRestore``, which restores the step and
+        the other callbacks' states) then gets this emitter, before any
+        ``on_train_begin`` hook runs.
         """
         callbacks = self.bus.callbacks(self)
         for callback in callbacks:
@@ -323,7 +324,7 @@ class Emitter:
             _call_if_defined(callback, "set_params", self.params)
         if training:
             for callback in callbacks:
-                _call_if_defined(callback, "set_callbacks", callbacks)
+                _call_if_defined(callback, "set_emitter", self)
 
     # -- Keras CallbackList surface: training ---------------------------------------
 
@@ -338,7 +339,7 @@ class Emitter:
         self._state = TRAINING
         plan = self._p_train_begin
         if plan is not None:
-            plan.send(TrainBegin(step=0, logs=copy_logs(logs)))
+            plan.send(TrainBegin(step=self.step, logs=copy_logs(logs)))
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End training; ``logs`` default to the last epoch's logs."""

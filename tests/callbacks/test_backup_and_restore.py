@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from trainbus import Bus, Emitter
+from trainbus import Bus, Emitter, TrainBatchEnd
 from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks.backup_and_restore import (
     METADATA_NAME,
@@ -133,6 +133,34 @@ def test_a_resumed_run_restores_the_same_best_weights_as_an_unbroken_one(
 
     assert resumed_stopper.best_epoch == kept.best_epoch == 7  # LOSSES' minimum, 0.4
     assert np.array_equal(resumed.params["w"], unbroken.params["w"])  # best weights restored
+
+
+def test_the_global_step_goes_on_after_a_resume(tmp_path: Path) -> None:
+    def steps_of(backup: BackupAndRestore, **kw: Any) -> list[int]:
+        seen: list[int] = []
+        bus = Bus()
+
+        @bus.on(TrainBatchEnd)
+        def record(event: TrainBatchEnd) -> None:
+            seen.append(event.step)
+
+        bus.attach([EarlyStopping(monitor="val_loss", patience=3), backup])
+        emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(2)}, learning_rate=1.0))
+        with emitter.training(epochs=kw.get("epochs", 6)) as loop:
+            for epoch in loop:
+                for batch in emitter.batches(range(3)):
+                    if kw.get("crash_at") == (epoch, batch):
+                        raise CrashError("crash")
+                    emitter.log(loss=1.0)
+                emitter.log(val_loss=LOSSES[epoch])
+        return seen
+
+    unbroken = steps_of(BackupAndRestore(tmp_path / "a"))
+    folder = tmp_path / "b"
+    with pytest.raises(CrashError):
+        steps_of(BackupAndRestore(folder), crash_at=(3, 1))
+    resumed = steps_of(BackupAndRestore(folder))
+    assert resumed == unbroken[9:]  # epochs 3.. with steps 10.., as if never interrupted
 
 
 def test_reduce_lr_on_plateau_and_checkpoint_state_survive_a_restart(tmp_path: Path) -> None:

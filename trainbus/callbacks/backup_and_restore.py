@@ -39,7 +39,7 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   end, the stateful callbacks must run before it: one attached after it in
   the same list (or in a later ``bus.attach`` call) is an error, raised
   before training starts.
-* **The restore happens in** ``set_callbacks`` (a trainbus extension the
+* **The restore happens in** ``set_emitter`` (a trainbus extension the
   emitter calls before any begin hook), not in ``on_train_begin``, so the
   restored states are in place before any callback's ``on_train_begin`` runs,
   whatever the order. The emitter calls it before training runs only, never
@@ -109,7 +109,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -181,6 +181,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         self.delete_checkpoint = delete_checkpoint
         self.restored_epoch: int | None = None
         self._callbacks: list[object] = [self]
+        self._emitter: Any = None  # set before each training run
         self._generation = 0
         self._batches_seen_since_last_saving = 0
         self._last_batch_seen: int | None = None
@@ -197,18 +198,20 @@ class BackupAndRestore(BatchSaveCounter, Callback):
 
     # -- restore ----------------------------------------------------------------------
 
-    def set_callbacks(self, callbacks: Sequence[object]) -> None:
-        """Note the attached callbacks and restore the backup, if there is one.
+    def set_emitter(self, emitter: Any) -> None:
+        """Note the emitter and its callbacks, and restore the backup, if there is one.
 
-        Called by the emitter before any begin hook. Loads the model, restores
-        the callbacks' states (so their ``on_train_begin`` keeps them) and sets
-        ``model._initial_epoch``.
+        Called by the emitter before training, before any begin hook. Loads the
+        model, restores the callbacks' states (so their ``on_train_begin`` keeps
+        them) and the emitter's global step, and sets ``model._initial_epoch``.
 
         Raises:
             ValueError: A stateful callback comes after this one (its state
                 would be saved one epoch behind), or two share a state key.
             CorruptBackupError: The backup cannot be read or loaded.
         """
+        self._emitter = emitter
+        callbacks = emitter.bus.callbacks(emitter)
         self._callbacks = list(callbacks) if self in callbacks else [*callbacks, self]
         self._check_order()
         if self._finished:
@@ -224,6 +227,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             return
         restore_states(self._callbacks, self._states_with_arrays(metadata))
         self._generation = metadata["generation"]
+        emitter.step = metadata.get("step", 0)  # the global step goes on where it was
         self.restored_epoch = metadata["epoch"]
         self.model._initial_epoch = metadata["epoch"]
         self._set_initial_epoch = True
@@ -362,6 +366,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             "epoch": epoch,
             "batch": batch,
             "generation": generation,
+            "step": getattr(self._emitter, "step", 0),
             "model": name,
             "arrays": arrays_name,
             "states": states,
@@ -492,6 +497,9 @@ def _metadata_problem(metadata: Any) -> str:
         return f"expected a JSON object, got {type(metadata).__name__}"
     if metadata.get("format") != FORMAT:
         return f"unknown format {metadata.get('format')!r} (expected {FORMAT})"
+    step = metadata.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"'step' must be a non-negative int, got {step!r}"
     for key in ("epoch", "generation"):
         value = metadata.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
