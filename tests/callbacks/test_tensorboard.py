@@ -296,3 +296,28 @@ def test_import_trainbus_does_not_import_tensorboardx() -> None:
         "assert 'tensorboardX' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batch_steps_go_on_after_a_resume_by_backup_and_restore(tmp_path: Path) -> None:
+    from trainbus.callbacks.backup_and_restore import BackupAndRestore
+
+    def train(log_dir: Path, backup: Path, crash_epoch: int | None = None) -> None:
+        bus = Bus()
+        bus.attach([BackupAndRestore(backup), TensorBoard(log_dir=log_dir, update_freq=2)])
+        emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+        with emitter.training(epochs=3) as epochs:
+            for epoch in epochs:
+                for _ in emitter.batches(range(4)):
+                    if epoch == crash_epoch:
+                        raise KeyboardInterrupt
+                    emitter.log(loss=float(epoch))
+
+    train(tmp_path / "unbroken", tmp_path / "b1")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", tmp_path / "b2", crash_epoch=2)
+    train(tmp_path / "resumed", tmp_path / "b2")
+
+    unbroken = scalars(tmp_path / "unbroken" / "train")["batch_loss"]
+    resumed = scalars(tmp_path / "resumed" / "train")["batch_loss"]
+    assert [step for step, _ in unbroken] == [2, 4, 6, 8, 10, 12]
+    assert sorted(resumed) == sorted(unbroken)  # epoch 2's points at steps 10 and 12 again

@@ -179,6 +179,7 @@ class TensorBoard(Callback):
         self.write_steps_per_second = write_steps_per_second
         self.update_freq: int | Literal["epoch"] = 1 if update_freq == "batch" else update_freq
         self.step = 0
+        self._emitter: Any = None
         self._writers: dict[str, Any] = {}
         self._chunk_first = 0
         self._chunk_start = 0.0
@@ -220,9 +221,14 @@ class TensorBoard(Callback):
 
     # -- hooks ------------------------------------------------------------------------
 
+    def set_emitter(self, emitter: Any) -> None:
+        """Note the emitter (a trainbus extension): batch steps continue from its step."""
+        self._emitter = emitter
+
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._close()  # writers left by an earlier run that neither ended nor aborted
-        self.step = 0
+        # The emitter's global step: 0, or where a run resumed by BackupAndRestore left off.
+        self.step = getattr(self._emitter, "step", 0)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._epoch_step = self.step
