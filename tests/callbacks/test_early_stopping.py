@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from trainbus import Callback
 from trainbus.adapters.loop import NumpyModel
@@ -360,3 +361,24 @@ def test_verbose_messages_are_keras_messages(
 def test_silent_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     run(EarlyStopping(patience=0, restore_best_weights=True), [1.0, 2.0])
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("patience", ["3", 3.0, True])
+def test_integer_arguments_are_strict(patience: Any) -> None:
+    with pytest.raises(ValidationError, match="patience"):
+        EarlyStopping(patience=patience)
+
+
+def test_a_missing_monitor_is_warned_about_once_per_run() -> None:
+    stopper = EarlyStopping(monitor="val_auc", mode="max")
+    callbacks = CallbackList([stopper], model=make_model())
+
+    def train() -> None:
+        with callbacks.training(epochs=3) as epochs:
+            for _ in epochs:
+                callbacks.log(loss=1.0)
+
+    for _ in range(2):  # the same instance in two runs: one warning each
+        with pytest.warns(UserWarning, match="'val_auc', which is not in the logs") as caught:
+            train()
+        assert len(caught) == 1

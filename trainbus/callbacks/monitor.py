@@ -22,12 +22,15 @@ import warnings
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from trainbus.callbacks.base import Callback
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
-"""An int >= 0 (``verbose``, ``patience``, ...), for pydantic-validated arguments."""
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+"""An int >= 0 (``verbose``, ``patience``, ...), for pydantic-validated arguments.
+
+Strict: ``"3"``, ``3.0`` and ``True`` are refused rather than converted.
+"""
 
 Mode = Literal["auto", "min", "max"]
 """How a monitored value is judged: ``"min"`` (lower is better), ``"max"``, or by name."""
@@ -71,6 +74,11 @@ class MonitorCallback(Callback):
         self.direction: Direction = monitor_direction(monitor, mode)
         self.min_delta = abs(float(min_delta))
         self.best = best
+        self._warned_missing = False
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Receive the run's params; a missing monitor is warned about once per run."""
+        super().set_params(params)
         self._warned_missing = False
 
     def is_improvement(self, current: float, reference: float | None) -> bool:
