@@ -1,0 +1,606 @@
+"""The PyTorch model handle: Keras's model surface over an ``nn.Module``.
+
+:class:`TorchModel` implements :class:`~trainbus.ModelHandle` for a
+``torch.nn.Module`` (and its optimizer), so Keras-style callbacks (early
+stopping with weight restore, checkpointing, learning-rate schedules, backup
+and restore) work on a PyTorch loop.
+
+Weights are the module's ``state_dict()`` entries, parameters and persistent
+buffers alike (BatchNorm's running statistics and ``num_batches_tracked``
+included), in ``state_dict()`` order: module by module, depth first in
+registration order, each module's own parameters first, then its buffers.
+
+Files, chosen by extension (every write is crash-safe: temp file, fsync,
+rename, through :func:`trainbus.io.atomic_write`):
+
+* ``.pt`` / ``.pth``: ``torch.save``. ``save_weights`` writes the plain state
+  dict (``module.load_state_dict(torch.load(path))`` reads it); ``save`` writes
+  ``{"trainbus_format": 1, "model": state_dict, "optimizer": ...,
+  "iterations": ...}``.
+* ``.weights.h5`` / ``.h5``: an HDF5 file (needs h5py), one dataset per state
+  dict key at the root, named by the key; ``save`` adds the optimizer state in
+  a ``__trainbus__`` group.
+* ``.keras``: a zip holding ``metadata.json`` (format version, class name,
+  keys, shapes, dtypes), ``model.weights.npz`` and, for ``save``,
+  ``optimizer.pt`` (the optimizer's ``state_dict``, via ``torch.save``).
+* ``.npz``: a NumPy archive of the named arrays (as :class:`NumpyModel
+  <trainbus.adapters.loop.NumpyModel>` writes); ``save`` adds the optimizer
+  state as a byte array.
+
+``load_weights`` reads any of these, checks names, shapes and dtypes, and,
+for a file written by ``save``, also restores the optimizer state and
+``iterations``.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    >>> model = TorchModel(net, torch.optim.SGD(net.parameters(), lr=0.1))
+    >>> [tuple(w.shape) for w in model.get_weights()]
+    [(2, 3), (2,), (2,), (2,), (2,), (2,), ()]
+    >>> model.optimizer.learning_rate = 0.05      # what LR callbacks do
+    >>> net(torch.randn(4, 3)).sum().backward()
+    >>> model.optimizer.step()
+    >>> model.optimizer.iterations
+    1
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import math
+import os
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainbus.io import atomic_write
+
+FORMAT_VERSION = 1
+SUPPORTED_EXTENSIONS = (".pt", ".pth", ".weights.h5", ".h5", ".keras", ".npz")
+
+_MARKER = "trainbus_format"
+_H5_GROUP = "__trainbus__"
+_NPZ_OPTIMIZER = "__trainbus_optimizer__"
+_KERAS_METADATA = "metadata.json"
+_KERAS_WEIGHTS = "model.weights.npz"
+_KERAS_OPTIMIZER = "optimizer.pt"
+
+# torch dtypes NumPy has no equivalent for travel as float32 (exact for these:
+# every bfloat16/float16/float8 value is a float32 value) and are cast back on load.
+_WIDENED = {torch.bfloat16}
+for _name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"):
+    if hasattr(torch, _name):
+        _WIDENED.add(getattr(torch, _name))
+
+
+class TorchOptimizer:
+    """The Keras optimizer surface over a ``torch.optim.Optimizer``.
+
+    ``learning_rate`` reads param group 0's ``lr``; assigning it sets **every**
+    param group's ``lr`` to the value (groups with different rates end up
+    equal; keep per-group ratios with a torch scheduler instead). A tensor
+    ``lr`` is updated in place, so fused/capturable optimizers keep working.
+
+    A torch LR scheduler left in place still owns the rate: its next
+    ``step()`` overwrites ``lr`` as usual. Chainable schedulers (``StepLR``,
+    ``ExponentialLR``, ``ReduceLROnPlateau``...) continue from the assigned
+    value; closed-form ones (``LambdaLR``, ``OneCycleLR``...) recompute it
+    from their ``base_lrs``.
+
+    ``iterations`` counts ``optimizer.step()`` calls made since this facade
+    was created (or restored by :meth:`TorchModel.load_weights`), via a step
+    post-hook; a step skipped by ``GradScaler`` is not counted.
+
+    Args:
+        optimizer: Any ``torch.optim.Optimizer``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        self.optimizer = optimizer
+        self.iterations = 0
+        self._hook = optimizer.register_step_post_hook(self._count_step)
+
+    def _count_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.iterations += 1
+
+    @property
+    def learning_rate(self) -> float:
+        """Param group 0's ``lr`` as a float; assigning sets every group's ``lr``."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}") from None
+        if not math.isfinite(rate) or rate < 0:
+            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}")
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(rate)
+            else:
+                group["lr"] = rate
+
+    @property
+    def name(self) -> str:
+        """The optimizer's class name (Keras optimizers have a ``name``)."""
+        return type(self.optimizer).__name__
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """``optimizer.step(closure)``."""
+        return self.optimizer.step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """``optimizer.zero_grad(set_to_none)``."""
+        self.optimizer.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The torch optimizer's ``state_dict()``."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """The torch optimizer's ``load_state_dict()``."""
+        self.optimizer.load_state_dict(dict(state_dict))
+
+    def __repr__(self) -> str:
+        return (
+            f"TorchOptimizer({type(self.optimizer).__name__}, "
+            f"learning_rate={self.learning_rate!r}, iterations={self.iterations})"
+        )
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside ``DataParallel``/``DistributedDataParallel``/``torch.compile`` wrappers.
+
+    Example:
+        >>> inner = torch.nn.Linear(2, 2)
+        >>> unwrap(torch.nn.DataParallel(inner)) is inner
+        True
+    """
+    while True:
+        if isinstance(
+            module, (nn.DataParallel, nn.parallel.DistributedDataParallel)
+        ) and isinstance(module.module, nn.Module):
+            module = module.module
+            continue
+        original = getattr(module, "_orig_mod", None)  # torch.compile's OptimizedModule
+        if isinstance(original, nn.Module):
+            module = original
+            continue
+        return module
+
+
+class TorchModel:
+    """A :class:`~trainbus.ModelHandle` over a ``torch.nn.Module``.
+
+    Args:
+        module: The model. A ``DataParallel``/``DistributedDataParallel`` (or
+            ``torch.compile``) wrapper is kept as :attr:`wrapped` (calling the
+            handle calls it) and unwrapped to :attr:`module` for weights and
+            files, so state dict keys carry no ``module.`` prefix.
+        optimizer: A ``torch.optim.Optimizer`` (wrapped in a
+            :class:`TorchOptimizer`), a :class:`TorchOptimizer`, or ``None``.
+
+    Attributes:
+        module: The unwrapped module.
+        wrapped: The module as given.
+        optimizer: The :class:`TorchOptimizer`, or ``None``.
+        stop_training: Set by callbacks to stop the run.
+    """
+
+    built = True  # Keras's BackupAndRestore requires a built model
+
+    def __init__(
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer | TorchOptimizer | None = None,
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        self.wrapped = module
+        self.module = unwrap(module)
+        if optimizer is None or isinstance(optimizer, TorchOptimizer):
+            self.optimizer: TorchOptimizer | None = optimizer
+        else:
+            self.optimizer = TorchOptimizer(optimizer)
+        self.stop_training = False
+        self._initial_epoch: int | None = None
+        self.history: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the wrapped module (so ``DistributedDataParallel`` syncs gradients)."""
+        return self.wrapped(*args, **kwargs)
+
+    def __bool__(self) -> bool:
+        return True
+
+    # -- weights -----------------------------------------------------------------------
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The module's state dict entries that are tensors, in ``state_dict()`` order."""
+        return {
+            name: value
+            for name, value in self.module.state_dict(keep_vars=True).items()
+            if isinstance(value, torch.Tensor)
+        }
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the state dict tensors as NumPy arrays on the CPU, in ``state_dict()`` order.
+
+        ``bfloat16`` and float8 tensors (no NumPy dtype) come back as
+        ``float32``, exactly; :meth:`set_weights` casts them back.
+        """
+        return [_to_numpy(tensor) for tensor in self._tensors().values()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Copy ``weights`` (in :meth:`get_weights` order) into the tensors in place.
+
+        Every array is checked first (count, shape, and a dtype that casts
+        within its kind: float64 into float32 is fine, float into an integer
+        buffer is not), then all are copied under ``torch.no_grad()`` onto
+        each tensor's own device.
+
+        Raises:
+            ValueError: naming the tensor whose shape or dtype does not match.
+        """
+        tensors = self._tensors()
+        weights = list(weights)
+        if len(weights) != len(tensors):
+            raise ValueError(
+                f"set_weights got {len(weights)} arrays, but the model has {len(tensors)}: "
+                f"{', '.join(tensors)}"
+            )
+        self._copy_in(dict(zip(tensors, weights)), tensors, "set_weights")
+
+    def _copy_in(
+        self, sources: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], where: str
+    ) -> None:
+        ready: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for name, target in tensors.items():
+            source = sources[name]
+            if isinstance(source, torch.Tensor):
+                shape, ok = tuple(source.shape), torch.can_cast(source.dtype, target.dtype)
+                given = str(source.dtype)
+            else:
+                array = np.asarray(source)
+                shape, given = array.shape, str(array.dtype)
+                ok = array.dtype != object and np.can_cast(
+                    array.dtype, _numpy_dtype(target.dtype), casting="same_kind"
+                )
+            if shape != tuple(target.shape):
+                raise ValueError(
+                    f"{where}: tensor {name!r} has shape {tuple(target.shape)}, got {shape}"
+                )
+            if not ok:
+                raise ValueError(f"{where}: tensor {name!r} has dtype {target.dtype}, got {given}")
+            if not isinstance(source, torch.Tensor):
+                # A private, writable, contiguous copy: torch.from_numpy shares memory.
+                source = torch.from_numpy(np.array(array, dtype=_numpy_dtype(target.dtype)))
+            ready.append((target, source))
+        with torch.no_grad():
+            for target, source in ready:
+                target.copy_(source.to(dtype=target.dtype))
+
+    # -- files -------------------------------------------------------------------------
+
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Write the weights to ``filepath`` (format by extension), atomically."""
+        self._write(filepath, overwrite, with_optimizer=False)
+
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+        """Write the weights and the optimizer state to ``filepath``, atomically."""
+        self._write(filepath, overwrite, with_optimizer=True)
+
+    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
+        """Load a file written by :meth:`save`/:meth:`save_weights` (or a plain state dict).
+
+        A file from :meth:`save` also restores the optimizer state (learning
+        rate included) and ``iterations`` when this handle has an optimizer.
+
+        Raises:
+            ValueError: the file's tensors do not match the model (naming the
+                missing, unexpected and differently shaped ones), or the
+                extension is not supported.
+        """
+        path = Path(filepath)
+        kind = _kind(path)
+        if kind == "pt":
+            stored, optimizer_state, iterations = _read_pt(path)
+        elif kind == "h5":
+            stored, optimizer_state, iterations = _read_h5(path)
+        elif kind == "keras":
+            stored, optimizer_state, iterations = _read_keras(path)
+        else:
+            stored, optimizer_state, iterations = _read_npz(path)
+        tensors = self._tensors()
+        stored = _strip_prefix(stored, tensors)
+        missing = [name for name in tensors if name not in stored]
+        unexpected = [name for name in stored if name not in tensors]
+        mismatched = [
+            f"{name} {tuple(_shape(stored[name]))} vs {tuple(tensor.shape)}"
+            for name, tensor in tensors.items()
+            if name in stored and tuple(_shape(stored[name])) != tuple(tensor.shape)
+        ]
+        if missing or unexpected or mismatched:
+            raise ValueError(
+                f"{str(path)!r} does not match {type(self.module).__name__}: "
+                f"missing {missing}, unexpected {unexpected}, "
+                f"shape mismatch (file vs model) {mismatched}"
+            )
+        self._copy_in(stored, tensors, f"load_weights({str(path)!r})")
+        if optimizer_state is not None and self.optimizer is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+            if iterations is not None:
+                self.optimizer.iterations = iterations
+
+    def _write(
+        self, filepath: str | os.PathLike[str], overwrite: bool, with_optimizer: bool
+    ) -> None:
+        path = Path(filepath)
+        kind = _kind(path)
+        optimizer = self.optimizer if with_optimizer else None
+        state = {name: tensor.detach() for name, tensor in self._tensors().items()}
+        with atomic_write(path, "wb", overwrite=overwrite) as handle:
+            if kind == "pt":
+                _write_pt(handle, state, optimizer, with_optimizer)
+            elif kind == "h5":
+                _write_h5(handle, state, optimizer)
+            elif kind == "keras":
+                _write_keras(handle, state, optimizer, type(self.module))
+            else:
+                _write_npz(handle, _arrays(state), optimizer)
+
+    def __repr__(self) -> str:
+        count = sum(parameter.numel() for parameter in self.module.parameters())
+        wrapper = "" if self.wrapped is self.module else f", wrapped={type(self.wrapped).__name__}"
+        return (
+            f"TorchModel({type(self.module).__name__}, {count} parameters{wrapper}, "
+            f"optimizer={self.optimizer!r})"
+        )
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
+    if dtype in _WIDENED:
+        return np.dtype(np.float32)
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach()
+    if tensor.dtype in _WIDENED:
+        tensor = tensor.float()
+    # .cpu() of a CPU tensor is the tensor itself and .numpy() shares its memory: copy.
+    return np.array(tensor.cpu().numpy(), copy=True)
+
+
+def _arrays(state: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {name: _to_numpy(tensor) for name, tensor in state.items()}
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(value.shape) if hasattr(value, "shape") else np.asarray(value).shape
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".pt", ".pth")):
+        return "pt"
+    if name.endswith(".h5"):  # .weights.h5 included
+        return "h5"
+    if name.endswith(".keras"):
+        return "keras"
+    if name.endswith(".npz"):
+        return "npz"
+    raise ValueError(
+        f"unsupported file extension for TorchModel: {str(path)!r}; "
+        f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+    )
+
+
+def _strip_prefix(stored: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Drop a ``module.`` prefix that a file saved from a DDP/DataParallel wrapper carries."""
+    prefix = "module."
+    if (
+        stored
+        and all(name.startswith(prefix) for name in stored)
+        and not any(name.startswith(prefix) for name in tensors)
+    ):
+        return {name[len(prefix) :]: value for name, value in stored.items()}
+    return stored
+
+
+def _h5py() -> ModuleType:
+    try:
+        return importlib.import_module("h5py")
+    except ImportError as error:  # pragma: no cover - h5py is a dev dependency
+        raise ImportError(
+            "reading or writing .h5/.weights.h5 files needs h5py: pip install h5py"
+        ) from error
+
+
+def _torch_bytes(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _torch_load(source: str | os.PathLike[str] | IO[bytes]) -> Any:
+    return torch.load(source, map_location="cpu", weights_only=True)
+
+
+def _optimizer_meta(optimizer: TorchOptimizer | None) -> dict[str, Any] | None:
+    if optimizer is None:
+        return None
+    return {
+        "class_name": optimizer.name,
+        "learning_rate": optimizer.learning_rate,
+        "iterations": optimizer.iterations,
+    }
+
+
+def _write_pt(
+    handle: IO[Any],
+    state: dict[str, torch.Tensor],
+    optimizer: TorchOptimizer | None,
+    with_optimizer: bool,
+) -> None:
+    if not with_optimizer:
+        torch.save(state, handle)
+        return
+    checkpoint: dict[str, Any] = {
+        _MARKER: FORMAT_VERSION,
+        "model": state,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "iterations": optimizer.iterations if optimizer is not None else None,
+    }
+    torch.save(checkpoint, handle)
+
+
+Read = tuple[dict[str, Any], "dict[str, Any] | None", "int | None"]
+
+
+def _read_pt(path: Path) -> Read:
+    loaded = _torch_load(path)
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{str(path)!r} does not hold a state dict (got {type(loaded).__name__})")
+    if _MARKER in loaded:
+        return dict(loaded["model"]), loaded.get("optimizer"), loaded.get("iterations")
+    return dict(loaded), None, None
+
+
+def _write_h5(
+    handle: IO[Any], state: dict[str, torch.Tensor], optimizer: TorchOptimizer | None
+) -> None:
+    h5py = _h5py()
+    buffer = io.BytesIO()  # h5py wants a readable, seekable file; the temp file is write-only
+    # track_order: readers list the datasets in state_dict order, not sorted.
+    with h5py.File(buffer, "w", track_order=True) as file:
+        file.attrs[_MARKER] = FORMAT_VERSION
+        for name, tensor in state.items():
+            dataset = file.create_dataset(name, data=_to_numpy(tensor))
+            dataset.attrs["torch_dtype"] = str(tensor.dtype)
+        if optimizer is not None:
+            group = file.create_group(_H5_GROUP)
+            group.attrs["iterations"] = optimizer.iterations
+            group.attrs["class_name"] = optimizer.name
+            blob = _torch_bytes(optimizer.state_dict())
+            group.create_dataset("optimizer", data=np.frombuffer(blob, dtype=np.uint8))
+    handle.write(buffer.getvalue())
+
+
+def _read_h5(path: Path) -> Read:
+    h5py = _h5py()
+    stored: dict[str, Any] = {}
+    optimizer_state: dict[str, Any] | None = None
+    iterations: int | None = None
+    with h5py.File(path, "r") as file:
+
+        def walk(group: Any, prefix: str) -> None:
+            for name, item in group.items():  # creation order where it was tracked
+                if isinstance(item, h5py.Dataset):
+                    stored[prefix + name] = item[()]
+                elif prefix or name != _H5_GROUP:  # a key containing "/" made a group
+                    walk(item, f"{prefix}{name}/")
+
+        walk(file, "")
+        if _H5_GROUP in file:
+            group = file[_H5_GROUP]
+            optimizer_state = _torch_load(io.BytesIO(group["optimizer"][()].tobytes()))
+            iterations = int(group.attrs["iterations"])
+    return stored, optimizer_state, iterations
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    _write_npz(buffer, arrays, None)
+    return buffer.getvalue()
+
+
+def _write_npz(
+    handle: IO[Any], arrays: Mapping[str, np.ndarray], optimizer: TorchOptimizer | None
+) -> None:
+    entries: dict[str, np.ndarray] = dict(arrays)
+    if optimizer is not None:
+        blob = _torch_bytes(
+            {"optimizer": optimizer.state_dict(), "iterations": optimizer.iterations}
+        )
+        entries[_NPZ_OPTIMIZER] = np.frombuffer(blob, dtype=np.uint8)
+    # One .npy entry per array, written entry by entry so that any name works.
+    with zipfile.ZipFile(handle, "w") as archive:
+        for name, array in entries.items():
+            with archive.open(f"{name}.npy", "w") as entry:
+                np.lib.format.write_array(entry, array, allow_pickle=False)
+
+
+def _read_npz_source(source: str | os.PathLike[str] | IO[bytes]) -> Read:
+    with np.load(source, allow_pickle=False) as archive:
+        stored = {name: archive[name] for name in archive.files if name != _NPZ_OPTIMIZER}
+        blob = archive[_NPZ_OPTIMIZER].tobytes() if _NPZ_OPTIMIZER in archive.files else None
+    if blob is None:
+        return stored, None, None
+    extra = _torch_load(io.BytesIO(blob))
+    return stored, extra["optimizer"], extra["iterations"]
+
+
+def _read_npz(path: Path) -> Read:
+    return _read_npz_source(path)
+
+
+def _write_keras(
+    handle: IO[Any],
+    state: dict[str, torch.Tensor],
+    optimizer: TorchOptimizer | None,
+    module_class: type,
+) -> None:
+    metadata = {
+        _MARKER: FORMAT_VERSION,
+        "class_name": module_class.__qualname__,
+        "module": module_class.__module__,
+        "weights": [
+            {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.dtype)}
+            for name, tensor in state.items()
+        ],
+        "optimizer": _optimizer_meta(optimizer),
+    }
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(_KERAS_METADATA, json.dumps(metadata, indent=2))
+        archive.writestr(_KERAS_WEIGHTS, _npz_bytes(_arrays(state)))
+        if optimizer is not None:
+            archive.writestr(_KERAS_OPTIMIZER, _torch_bytes(optimizer.state_dict()))
+
+
+def _read_keras(path: Path) -> Read:
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if _KERAS_WEIGHTS not in names:
+            raise ValueError(
+                f"{str(path)!r} is not a trainbus torch .keras file (no {_KERAS_WEIGHTS})"
+            )
+        metadata = json.loads(archive.read(_KERAS_METADATA)) if _KERAS_METADATA in names else {}
+        stored, _, _ = _read_npz_source(io.BytesIO(archive.read(_KERAS_WEIGHTS)))
+        optimizer_state = (
+            _torch_load(io.BytesIO(archive.read(_KERAS_OPTIMIZER)))
+            if _KERAS_OPTIMIZER in names
+            else None
+        )
+    meta = metadata.get("optimizer") or {}
+    return stored, optimizer_state, meta.get("iterations")
+
+
+__all__ = ["FORMAT_VERSION", "SUPPORTED_EXTENSIONS", "TorchModel", "TorchOptimizer", "unwrap"]

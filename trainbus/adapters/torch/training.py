@@ -1,0 +1,505 @@
+"""A ready-made PyTorch ``fit``/``evaluate``/``predict`` that drives a trainbus emitter.
+
+The loops follow Keras's hook order exactly (``research/keras.md`` §3):
+``TrainBegin``; per epoch ``EpochBegin``, ``module.train()``, the training
+batches (``TrainBatchBegin``/``TrainBatchEnd``, once per
+``steps_per_execution`` chunk), ``module.eval()``, then validation under
+``torch.no_grad()`` as ``TestBegin``/``TestBatch*``/``TestEnd`` on the same
+callbacks (unprefixed keys), then ``EpochEnd`` with the training means and the
+``val_`` results; finally ``TrainEnd``. ``model._initial_epoch`` is read after
+``TrainBegin`` (``BackupAndRestore`` sets it) and ``stop_training`` is checked
+after every batch (or chunk) and after every ``EpochEnd``.
+
+No host-device sync per step: batch values are logged as detached torch
+tensors and stay on the device until a subscriber reads one. Importing this
+module registers a torch reducer with :mod:`trainbus.logs`, so an epoch mean
+costs one ``torch.stack(...).mean()`` per key per epoch, and a converter that
+turns a tensor into a Python scalar (0-d) or a NumPy array on first read.
+
+Example:
+    >>> import torch
+    >>> from trainbus import Bus
+    >>> _ = torch.manual_seed(0)
+    >>> module = torch.nn.Linear(3, 1)
+    >>> data = [(torch.randn(8, 3), torch.randn(8, 1)) for _ in range(4)]
+    >>> optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    >>> history = fit(module, optimizer, torch.nn.functional.mse_loss, data,
+    ...               epochs=2, validation_data=data[:2], verbose=0, bus=Bus())
+    >>> history.epoch, sorted(history.history)
+    ([0, 1], ['loss', 'val_loss'])
+    >>> type(history.history["loss"][0]).__name__
+    'float'
+    >>> sorted(evaluate(module, torch.nn.functional.mse_loss, data, verbose=0, bus=Bus()))
+    ['loss']
+    >>> predict(module, data, bus=Bus()).shape
+    torch.Size([32, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainbus.bus import Bus
+from trainbus.callbacks.history import History
+from trainbus.callbacks.progbar_logger import ProgbarLogger
+from trainbus.emitter import Emitter
+from trainbus.logs import Logs, register_converter, register_reducer
+
+LossFn = Callable[[Any, Any], torch.Tensor]
+"""``loss_fn(outputs, targets)``: a scalar tensor (``backward()`` is called on it)."""
+
+MetricFn = Callable[[Any, Any], Any]
+"""``metric(outputs, targets)``: a tensor (usually 0-d), averaged over the epoch."""
+
+# NumPy has no dtype for these: they are widened to float32 when read as arrays.
+_NOT_IN_NUMPY = frozenset(
+    getattr(torch, name)
+    for name in ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+    if hasattr(torch, name)
+)
+
+
+def tensor_to_python(value: torch.Tensor) -> Any:
+    """How a torch log value reads: a Python scalar if 0-d, else a NumPy array.
+
+    This is the only place the torch adapter moves a log value to the host; it
+    runs when a subscriber first reads the value (see :class:`trainbus.Logs`).
+
+    Example:
+        >>> tensor_to_python(torch.tensor(0.5))
+        0.5
+        >>> tensor_to_python(torch.ones(2, dtype=torch.bfloat16, requires_grad=True))
+        array([1., 1.], dtype=float32)
+    """
+    if value.ndim == 0:
+        return value.item()
+    value = value.detach()
+    if value.dtype in _NOT_IN_NUMPY:
+        value = value.float()
+    return value.cpu().numpy()
+
+
+def mean_of_tensors(values: list[Any]) -> Any:
+    """The mean of one key's batch values, on the device: one stack and one mean.
+
+    Integer and boolean tensors are averaged as floats (the default dtype);
+    values that cannot be stacked (other shapes or devices, a mix of tensors
+    and numbers) fall back to ``sum(values) / len(values)``.
+
+    Example:
+        >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
+        tensor(1.5000)
+        >>> mean_of_tensors([torch.tensor(1), torch.tensor(2)])
+        tensor(1.5000)
+    """
+    if all(type(value) is torch.Tensor for value in values):
+        try:
+            stacked = torch.stack(values)
+        except RuntimeError:
+            pass
+        else:
+            if not (stacked.is_floating_point() or stacked.is_complex()):
+                stacked = stacked.to(torch.get_default_dtype())
+            return stacked.detach().mean(dim=0)
+    return sum(values) / len(values)
+
+
+register_converter(torch.Tensor, tensor_to_python)
+register_reducer(torch.Tensor, mean_of_tensors)
+
+
+# -- the public loops --------------------------------------------------------------------
+
+
+def fit(
+    model: Any,
+    optimizer: torch.optim.Optimizer | None,
+    loss_fn: LossFn,
+    train_data: Iterable[Any],
+    *,
+    epochs: int,
+    validation_data: Iterable[Any] | None = None,
+    callbacks: object | Iterable[object] = (),
+    steps_per_execution: int = 1,
+    metrics: Mapping[str, MetricFn] | None = None,
+    verbose: int | str = "auto",
+    initial_epoch: int = 0,
+    bus: Bus | None = None,
+) -> History:
+    """Train ``model`` on ``train_data``, sending Keras's lifecycle events.
+
+    Args:
+        model: A ``torch.nn.Module`` (wrapped in a
+            :class:`~trainbus.adapters.torch.model.TorchModel` with
+            ``optimizer``) or a ``TorchModel``; callbacks see the ``TorchModel``
+            as ``self.model``.
+        optimizer: The torch optimizer that steps the parameters; may be
+            ``None`` when ``model`` is a ``TorchModel`` that has one.
+        loss_fn: ``loss_fn(outputs, targets)`` returning a scalar tensor.
+        train_data: Any re-iterable of ``(inputs, targets)`` batches (a
+            ``DataLoader``, a list), iterated once per epoch. Tensors are moved
+            to the module's device (a no-op when already there).
+        epochs: The total number of epochs (Keras's ``epochs``).
+        validation_data: Batches to evaluate after every epoch; their results
+            reach the epoch logs as ``val_<key>``.
+        callbacks: Keras-style callbacks (trainbus's or ``keras.callbacks``),
+            attached for this run only, in this order.
+        steps_per_execution: Batch events go out once per chunk of this many
+            batches (the loop still trains on every batch).
+        metrics: Name → ``metric(outputs, targets)`` returning a tensor; logged
+            per batch and averaged over the epoch (and over validation).
+        verbose: Keras's ``verbose``; unless 0 a
+            :class:`~trainbus.callbacks.ProgbarLogger` is added when none is
+            given (it draws only on a terminal).
+        initial_epoch: The first epoch index (``model._initial_epoch``, set by
+            a callback in ``on_train_begin``, wins).
+        bus: Where events go; the :func:`~trainbus.default_bus` if omitted.
+            Typed subscribers on it see this run's events.
+
+    Returns:
+        The run's :class:`~trainbus.callbacks.History`: the one in
+        ``callbacks`` if given, else a new one (added after ``callbacks``, then
+        the progress bar, as Keras does).
+
+    Batch logs hold detached tensors (``loss`` and the ``metrics``); reading
+    one in a callback converts it then (a host sync), otherwise nothing is
+    converted before the epoch ends. The module is left in ``eval()`` mode,
+    as after Keras's ``fit``.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    handle = _as_handle(model, optimizer)
+    module = _callable_module(handle)
+    stepper = _optimizer_for(handle, optimizer)
+    metric_fns = _check_metrics(metrics)
+    if validation_data is not None:
+        _check_reiterable(validation_data, "validation_data")
+    _check_reiterable(train_data, "train_data")
+    device = _module_device(module)
+
+    emitter = Emitter(
+        bus,
+        steps_per_execution=steps_per_execution,
+        model=handle,
+        params={"verbose": verbose, "epochs": epochs, "steps": _length(train_data)},
+    )
+    chosen = _flatten(callbacks)
+    present = [*chosen, *emitter.bus.callbacks(emitter)]
+    history = next((cb for cb in present if isinstance(cb, History)), None)
+    if history is None:
+        history = History()
+        chosen.append(history)
+    if verbose != 0 and not any(isinstance(cb, ProgbarLogger) for cb in present):
+        chosen.append(ProgbarLogger())
+
+    with (
+        emitter.bus.attach(chosen, sender=emitter),
+        emitter.training(
+            epochs=epochs, initial_epoch=initial_epoch, steps=_length(train_data)
+        ) as epoch_indices,
+    ):
+        for _ in epoch_indices:
+            module.train()
+            for batch in emitter.batches(train_data):
+                inputs, targets = _to_device(_split_batch(batch), device)
+                outputs = module(inputs)
+                loss = loss_fn(outputs, targets)
+                stepper.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                stepper.step()
+                emitter.log(loss=loss.detach(), **_metric_values(metric_fns, outputs, targets))
+            module.eval()
+            if validation_data is not None:
+                with torch.no_grad():
+                    _test_loop(emitter, module, loss_fn, metric_fns, validation_data, device)
+    return history
+
+
+def evaluate(
+    model: Any,
+    loss_fn: LossFn,
+    data: Iterable[Any],
+    *,
+    callbacks: object | Iterable[object] = (),
+    metrics: Mapping[str, MetricFn] | None = None,
+    verbose: int | str = "auto",
+    bus: Bus | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``data``: ``TestBegin``, ``TestBatch*``, ``TestEnd``.
+
+    Runs under ``module.eval()`` and ``torch.no_grad()``; the module's
+    training mode is put back afterwards. Arguments as for :func:`fit`; no
+    ``History`` is added (as in Keras), a ``ProgbarLogger`` is unless
+    ``verbose`` is 0.
+
+    Returns:
+        ``{"loss": float, <metric>: float, ...}``: the means over the batches,
+        converted to Python numbers (one conversion per key).
+    """
+    handle = _as_handle(model, None)
+    module = _callable_module(handle)
+    metric_fns = _check_metrics(metrics)
+    device = _module_device(module)
+    emitter = Emitter(
+        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": _length(data)}
+    )
+    with (
+        emitter.bus.attach(_with_progbar(callbacks, verbose, emitter), sender=emitter),
+        _eval_mode(module),
+        torch.no_grad(),
+    ):
+        _test_loop(emitter, module, loss_fn, metric_fns, data, device)
+    return dict(Logs(emitter.test_logs).items())
+
+
+def predict(
+    model: Any,
+    data: Iterable[Any],
+    *,
+    callbacks: object | Iterable[object] = (),
+    verbose: int | str = "auto",
+    bus: Bus | None = None,
+) -> Any:
+    """Run ``model`` over ``data``: ``PredictBegin``, ``PredictBatch*``, ``PredictEnd``.
+
+    Each batch is ``inputs`` or, as Keras unpacks it, a tuple or list of 1 to 3
+    items whose first is the inputs (``(inputs, targets)`` batches work, and so
+    do a ``TensorDataset(x)`` loader's one-item lists). ``PredictBatchEnd``'s
+    logs are ``{"outputs": <the batch's outputs>}`` (tensors, converted only
+    if read). Runs under ``module.eval()`` and ``torch.no_grad()``; the
+    module's training mode is put back afterwards.
+
+    Returns:
+        The outputs of all batches concatenated along dimension 0 as a **torch
+        tensor on the module's device** (not a NumPy array, unlike Keras:
+        nothing is copied to the host unless you do it, e.g.
+        ``predict(...).cpu().numpy()``). A model returning a tuple, list or
+        dict of tensors gets the same structure of concatenated tensors.
+
+    Raises:
+        ValueError: ``data`` yielded no batch.
+    """
+    handle = _as_handle(model, None)
+    module = _callable_module(handle)
+    device = _module_device(module)
+    emitter = Emitter(
+        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": _length(data)}
+    )
+    collected: list[Any] = []
+    with (
+        emitter.bus.attach(_with_progbar(callbacks, verbose, emitter), sender=emitter),
+        _eval_mode(module),
+        torch.no_grad(),
+    ):
+        for batch in emitter.predict_batches(data):
+            outputs = module(_to_device(_inputs_of(batch), device))
+            emitter.log(outputs=outputs)
+            collected.append(outputs)
+    if not collected:
+        raise ValueError("predict() got no batches: data is empty")
+    return _concat(collected)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _test_loop(
+    emitter: Emitter,
+    module: nn.Module,
+    loss_fn: LossFn,
+    metric_fns: dict[str, MetricFn],
+    data: Iterable[Any],
+    device: torch.device | None,
+) -> None:
+    """One evaluation run (call under ``torch.no_grad()``)."""
+    for batch in emitter.test_batches(data):
+        inputs, targets = _to_device(_split_batch(batch), device)
+        outputs = module(inputs)
+        loss = loss_fn(outputs, targets)
+        emitter.log(loss=loss.detach(), **_metric_values(metric_fns, outputs, targets))
+
+
+def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) -> dict[str, Any]:
+    if not metric_fns:
+        return {}
+    values: dict[str, Any] = {}
+    with torch.no_grad():
+        for name, metric in metric_fns.items():
+            value = metric(outputs, targets)
+            values[name] = value.detach() if isinstance(value, torch.Tensor) else value
+    return values
+
+
+def _as_handle(model: Any, optimizer: torch.optim.Optimizer | None) -> Any:
+    """The ``TorchModel`` callbacks see, wrapping a bare module."""
+    if isinstance(model, nn.Module):
+        from trainbus.adapters.torch.model import TorchModel
+
+        return TorchModel(model, optimizer)
+    if isinstance(getattr(model, "module", None), nn.Module):
+        return model
+    raise TypeError(
+        f"model must be a torch.nn.Module or a trainbus.adapters.torch.model.TorchModel "
+        f"(anything with a .module that is an nn.Module), got {type(model).__name__}"
+    )
+
+
+def _callable_module(handle: Any) -> nn.Module:
+    """What the loop calls: the module as given (a DDP wrapper syncs gradients)."""
+    wrapped = getattr(handle, "wrapped", None)
+    if isinstance(wrapped, nn.Module):
+        return wrapped
+    module: nn.Module = handle.module
+    return module
+
+
+def _optimizer_for(handle: Any, optimizer: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
+    """The torch optimizer to ``zero_grad()`` and ``step()``: ``optimizer``, else the handle's."""
+    facade = getattr(handle, "optimizer", None)
+    own = (
+        facade if isinstance(facade, torch.optim.Optimizer) else getattr(facade, "optimizer", None)
+    )
+    if optimizer is not None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if isinstance(own, torch.optim.Optimizer) and own is not optimizer:
+            raise ValueError(
+                "fit() got an optimizer and a TorchModel holding a different one: pass "
+                "optimizer=None to use the model's, or build the TorchModel with this one"
+            )
+        return optimizer
+    if isinstance(own, torch.optim.Optimizer):
+        return own
+    raise ValueError(
+        "fit() needs an optimizer: pass a torch.optim.Optimizer as optimizer, or a "
+        "TorchModel built with one"
+    )
+
+
+def _check_metrics(metrics: Mapping[str, MetricFn] | None) -> dict[str, MetricFn]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(
+            f"metrics must be a dict of name -> callable(outputs, targets), got {metrics!r}"
+        )
+    for name, metric in metrics.items():
+        if not isinstance(name, str) or not name.isidentifier() or name == "loss":
+            raise ValueError(
+                f"metric names must be identifiers other than 'loss' (reserved), got {name!r}"
+            )
+        if not callable(metric):
+            raise TypeError(f"metrics[{name!r}] must be callable(outputs, targets), got {metric!r}")
+    return dict(metrics)
+
+
+def _check_reiterable(data: Iterable[Any], name: str) -> None:
+    if isinstance(data, Iterator):
+        raise TypeError(
+            f"{name} must be re-iterable (a DataLoader, a list), not a one-shot iterator or "
+            "generator: it is iterated once per epoch"
+        )
+
+
+def _split_batch(batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ValueError(
+        "training and evaluation batches must be (inputs, targets) pairs, got "
+        f"{type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        + " (sample weights are not supported)"
+    )
+
+
+def _inputs_of(batch: Any) -> Any:
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
+        return batch[0]
+    return batch
+
+
+def _module_device(module: nn.Module) -> torch.device | None:
+    for parameter in module.parameters():
+        return parameter.device
+    for buffer in module.buffers():
+        return buffer.device
+    return None
+
+
+def _to_device(value: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value if value.device == device else value.to(device, non_blocking=True)
+    if isinstance(value, tuple):
+        return tuple(_to_device(item, device) for item in value)
+    if isinstance(value, list):
+        return [_to_device(item, device) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    return value
+
+
+def _concat(parts: Sequence[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(list(parts))
+    if isinstance(first, Mapping):
+        return {key: _concat([part[key] for part in parts]) for key in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(_concat([part[i] for part in parts]) for i in range(len(first)))
+    if isinstance(first, np.ndarray):
+        return np.concatenate(list(parts))
+    raise TypeError(f"predict() cannot concatenate model outputs of type {type(first).__name__}")
+
+
+def _length(data: Iterable[Any]) -> int | None:
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _flatten(callbacks: object) -> list[object]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (list, tuple)):
+        return [cb for item in callbacks for cb in _flatten(item)]
+    return [callbacks]
+
+
+def _with_progbar(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
+    chosen = _flatten(callbacks)
+    present = [*chosen, *emitter.bus.callbacks(emitter)]
+    if verbose != 0 and not any(isinstance(cb, ProgbarLogger) for cb in present):
+        chosen.append(ProgbarLogger())
+    return chosen
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+__all__ = [
+    "LossFn",
+    "MetricFn",
+    "evaluate",
+    "fit",
+    "mean_of_tensors",
+    "predict",
+    "tensor_to_python",
+]
