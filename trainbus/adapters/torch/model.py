@@ -110,6 +110,9 @@ class TorchOptimizer:
             )
         self.optimizer = optimizer
         self.iterations = 0
+        # Keras's BackupAndRestore asks before loading weights; a torch optimizer builds
+        # its state lazily, so it is always ready.
+        self.built = True
         self._hook = optimizer.register_step_post_hook(self._count_step)
 
     def _count_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:

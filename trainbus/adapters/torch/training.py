@@ -190,6 +190,7 @@ def fit(
         params={"verbose": verbose, "epochs": epochs, "steps": _length(train_data)},
     )
     chosen = _flatten(callbacks)
+    _reject_unportable(chosen)
     present = [*chosen, *emitter.bus.callbacks(emitter)]
     history = next((cb for cb in present if isinstance(cb, History)), None)
     if history is None:
@@ -476,8 +477,36 @@ def _flatten(callbacks: object) -> list[object]:
     return [callbacks]
 
 
+# Keras built-ins that cannot run on a torch model, by (module, class name): keras is
+# not imported here. Subclasses are caught too (the whole MRO is checked).
+_UNPORTABLE = {
+    ("keras.src.callbacks.tensorboard", "TensorBoard"): (
+        "it writes through tensorflow.summary and reads Keras model internals; "
+        "use trainbus.callbacks.TensorBoard instead"
+    ),
+    ("keras.src.callbacks.swap_ema_weights", "SwapEMAWeights"): (
+        "it swaps in the EMA weights kept by a Keras optimizer built with use_ema=True, "
+        "which a torch optimizer does not have; EMA weight swapping is not supported by "
+        "the torch adapter"
+    ),
+}
+
+
+def _reject_unportable(callbacks: list[object]) -> None:
+    """Refuse, before anything runs, the Keras callbacks that fail deep inside Keras."""
+    for callback in callbacks:
+        for klass in type(callback).__mro__:
+            why = _UNPORTABLE.get((klass.__module__, klass.__qualname__))
+            if why is not None:
+                raise TypeError(
+                    f"keras.callbacks.{klass.__qualname__} cannot be used with the trainbus "
+                    f"torch adapter: {why}"
+                )
+
+
 def _with_progbar(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
     chosen = _flatten(callbacks)
+    _reject_unportable(chosen)
     present = [*chosen, *emitter.bus.callbacks(emitter)]
     if verbose != 0 and not any(isinstance(cb, ProgbarLogger) for cb in present):
         chosen.append(ProgbarLogger())
