@@ -23,6 +23,7 @@ from trainbus import (  # noqa: E402
     PredictBatchEnd,
     TrainBatchBegin,
 )
+from trainbus.adapters import _fit  # noqa: E402
 from trainbus.adapters.torch import training  # noqa: E402
 from trainbus.adapters.torch.model import TorchModel  # noqa: E402
 from trainbus.adapters.torch.training import evaluate, fit, mean_of_tensors, predict  # noqa: E402
@@ -421,9 +422,12 @@ def test_initial_epoch_set_by_a_callback_wins() -> None:
 
 def test_verbose_adds_a_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
-    monkeypatch.setattr(
-        training, "ProgbarLogger", lambda: ProgbarLogger(stream=out, force=True, interval=0)
-    )
+
+    class DrawnProgbar(ProgbarLogger):  # the bar fit adds, drawn into `out`
+        def __init__(self) -> None:
+            super().__init__(stream=out, force=True, interval=0)
+
+    monkeypatch.setattr(_fit, "ProgbarLogger", DrawnProgbar)
     module, data = small_problem(2)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
     fit(module, optimizer, F.cross_entropy, data, epochs=2, verbose=2)

@@ -1,6 +1,9 @@
 """The PyTorch adapter: a model handle and Keras-style ``fit``/``evaluate``/``predict``.
 
-Importing this package imports torch; ``import trainbus`` never does.
+Importing this package imports torch; ``import trainbus`` never does. If keras
+is not imported yet and ``KERAS_BACKEND`` is unset, it sets
+``KERAS_BACKEND=torch``, so a later ``import keras`` runs keras's callbacks on
+torch (keras would otherwise look for TensorFlow).
 
 * :class:`TorchModel`: :class:`~trainbus.ModelHandle` over an ``nn.Module``
   (``DataParallel``/``DistributedDataParallel`` unwrapped), with ``.pt``,
@@ -11,7 +14,11 @@ Importing this package imports torch; ``import trainbus`` never does.
   PyTorch model, logs kept as detached tensors (no host sync per step).
 """
 
-from trainbus.adapters.torch.model import TorchModel, TorchOptimizer
-from trainbus.adapters.torch.training import evaluate, fit, predict
+from trainbus.adapters._fit import prefer_keras_backend
+
+prefer_keras_backend("torch")
+
+from trainbus.adapters.torch.model import TorchModel, TorchOptimizer  # noqa: E402
+from trainbus.adapters.torch.training import evaluate, fit, predict  # noqa: E402
 
 __all__ = ["TorchModel", "TorchOptimizer", "evaluate", "fit", "predict"]

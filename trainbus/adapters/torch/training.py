@@ -45,9 +45,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainbus.adapters._fit import (
+    HistoryLike,
+    check_epochs,
+    check_reiterable,
+    data_length,
+    fit_callbacks,
+)
 from trainbus.bus import Bus
-from trainbus.callbacks.history import History
-from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.emitter import Emitter
 from trainbus.logs import Logs, register_converter, register_reducer
 
@@ -131,7 +136,7 @@ def fit(
     verbose: int | str = "auto",
     initial_epoch: int = 0,
     bus: Bus | None = None,
-) -> History:
+) -> HistoryLike:
     """Train ``model`` on ``train_data``, sending Keras's lifecycle events.
 
     Args:
@@ -163,8 +168,9 @@ def fit(
             Typed subscribers on it see this run's events.
 
     Returns:
-        The run's :class:`~trainbus.callbacks.History`: the one in
-        ``callbacks`` if given, else a new one (added after ``callbacks``, then
+        The run's History: the first one in ``callbacks`` (trainbus's
+        :class:`~trainbus.callbacks.History` or ``keras.callbacks.History``) if
+        given, else a new trainbus ``History`` (added after ``callbacks``, then
         the progress bar, as Keras does).
 
     Batch logs hold detached tensors (``loss`` and the ``metrics``); reading
@@ -172,37 +178,28 @@ def fit(
     converted before the epoch ends. The module is left in ``eval()`` mode,
     as after Keras's ``fit``.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    check_epochs(epochs)
     handle = _as_handle(model, optimizer)
     module = _callable_module(handle)
     stepper = _optimizer_for(handle, optimizer)
     metric_fns = _check_metrics(metrics)
     if validation_data is not None:
-        _check_reiterable(validation_data, "validation_data")
-    _check_reiterable(train_data, "train_data")
+        check_reiterable(validation_data, "validation_data")
+    check_reiterable(train_data, "train_data")
     device = _module_device(module)
 
     emitter = Emitter(
         bus,
         steps_per_execution=steps_per_execution,
         model=handle,
-        params={"verbose": verbose, "epochs": epochs, "steps": _length(train_data)},
+        params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_data)},
     )
-    chosen = _flatten(callbacks)
-    _reject_unportable(chosen)
-    present = [*chosen, *emitter.bus.callbacks(emitter)]
-    history = next((cb for cb in present if isinstance(cb, History)), None)
-    if history is None:
-        history = History()
-        chosen.append(history)
-    if verbose != 0 and not any(isinstance(cb, ProgbarLogger) for cb in present):
-        chosen.append(ProgbarLogger())
+    run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
 
     with (
-        emitter.bus.attach(chosen, sender=emitter),
+        emitter.bus.attach(run.callbacks, sender=emitter),
         emitter.training(
-            epochs=epochs, initial_epoch=initial_epoch, steps=_length(train_data)
+            epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_data)
         ) as epoch_indices,
     ):
         for _ in epoch_indices:
@@ -219,7 +216,8 @@ def fit(
             if validation_data is not None:
                 with torch.no_grad():
                     _test_loop(emitter, module, loss_fn, metric_fns, validation_data, device)
-    return history
+    assert run.history is not None
+    return run.history
 
 
 def evaluate(
@@ -248,10 +246,10 @@ def evaluate(
     metric_fns = _check_metrics(metrics)
     device = _module_device(module)
     emitter = Emitter(
-        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": _length(data)}
+        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
     with (
-        emitter.bus.attach(_with_progbar(callbacks, verbose, emitter), sender=emitter),
+        emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter),
         _eval_mode(module),
         torch.no_grad(),
     ):
@@ -290,11 +288,11 @@ def predict(
     module = _callable_module(handle)
     device = _module_device(module)
     emitter = Emitter(
-        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": _length(data)}
+        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
     collected: list[Any] = []
     with (
-        emitter.bus.attach(_with_progbar(callbacks, verbose, emitter), sender=emitter),
+        emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter),
         _eval_mode(module),
         torch.no_grad(),
     ):
@@ -402,14 +400,6 @@ def _check_metrics(metrics: Mapping[str, MetricFn] | None) -> dict[str, MetricFn
     return dict(metrics)
 
 
-def _check_reiterable(data: Iterable[Any], name: str) -> None:
-    if isinstance(data, Iterator):
-        raise TypeError(
-            f"{name} must be re-iterable (a DataLoader, a list), not a one-shot iterator or "
-            "generator: it is iterated once per epoch"
-        )
-
-
 def _split_batch(batch: Any) -> tuple[Any, Any]:
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         return batch[0], batch[1]
@@ -462,55 +452,10 @@ def _concat(parts: Sequence[Any]) -> Any:
     raise TypeError(f"predict() cannot concatenate model outputs of type {type(first).__name__}")
 
 
-def _length(data: Iterable[Any]) -> int | None:
-    try:
-        return len(data)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _flatten(callbacks: object) -> list[object]:
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, (list, tuple)):
-        return [cb for item in callbacks for cb in _flatten(item)]
-    return [callbacks]
-
-
-# Keras built-ins that cannot run on a torch model, by (module, class name): keras is
-# not imported here. Subclasses are caught too (the whole MRO is checked).
-_UNPORTABLE = {
-    ("keras.src.callbacks.tensorboard", "TensorBoard"): (
-        "it writes through tensorflow.summary and reads Keras model internals; "
-        "use trainbus.callbacks.TensorBoard instead"
-    ),
-    ("keras.src.callbacks.swap_ema_weights", "SwapEMAWeights"): (
-        "it swaps in the EMA weights kept by a Keras optimizer built with use_ema=True, "
-        "which a torch optimizer does not have; EMA weight swapping is not supported by "
-        "the torch adapter"
-    ),
-}
-
-
-def _reject_unportable(callbacks: list[object]) -> None:
-    """Refuse, before anything runs, the Keras callbacks that fail deep inside Keras."""
-    for callback in callbacks:
-        for klass in type(callback).__mro__:
-            why = _UNPORTABLE.get((klass.__module__, klass.__qualname__))
-            if why is not None:
-                raise TypeError(
-                    f"keras.callbacks.{klass.__qualname__} cannot be used with the trainbus "
-                    f"torch adapter: {why}"
-                )
-
-
-def _with_progbar(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
-    chosen = _flatten(callbacks)
-    _reject_unportable(chosen)
-    present = [*chosen, *emitter.bus.callbacks(emitter)]
-    if verbose != 0 and not any(isinstance(cb, ProgbarLogger) for cb in present):
-        chosen.append(ProgbarLogger())
-    return chosen
+def _run_callbacks(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
+    """``callbacks`` plus a progress bar, for evaluate and predict (no History, as Keras)."""
+    run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch", history=False)
+    return run.callbacks
 
 
 @contextmanager

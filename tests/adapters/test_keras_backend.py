@@ -1,0 +1,106 @@
+"""Keras picks its backend once, at import: the adapters choose it early or say what went wrong.
+
+Each case runs in a fresh interpreter, since this test process has keras loaded already.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("keras")
+
+
+def run_python(code: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    environment.update({k: v for k, v in env.items() if v is not None})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_importing_the_torch_adapter_first_makes_keras_run_on_torch() -> None:
+    result = run_python(
+        """
+        import trainbus.adapters.torch
+        import keras
+        print(keras.config.backend())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["torch"]
+
+
+def test_an_explicit_keras_backend_is_left_alone() -> None:
+    pytest.importorskip("jax")
+    result = run_python(
+        """
+        import os
+        import trainbus.adapters.torch
+        print(os.environ["KERAS_BACKEND"])
+        """,
+        KERAS_BACKEND="jax",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["jax"]
+
+
+def test_keras_on_another_backend_is_refused_with_how_to_fix_it() -> None:
+    pytest.importorskip("jax")
+    result = run_python(
+        """
+        import keras                      # imported first, on the jax backend
+        import torch
+        from trainbus import Bus
+        from trainbus.adapters.torch import fit
+
+        module = torch.nn.Linear(2, 1)
+        data = [(torch.zeros(4, 2), torch.zeros(4, 1))]
+        try:
+            fit(module, torch.optim.SGD(module.parameters(), lr=0.1),
+                torch.nn.functional.mse_loss, data, epochs=1, verbose=0, bus=Bus(),
+                callbacks=[keras.callbacks.EarlyStopping()])
+        except RuntimeError as error:
+            print(error)
+        else:
+            print("no error")
+        """,
+        KERAS_BACKEND="jax",
+    )
+    assert result.returncode == 0, result.stderr
+    message = result.stdout
+    assert "keras is running its 'jax' backend, but this is a torch loop" in message
+    assert "KERAS_BACKEND=torch" in message
+    assert "before the first `import keras`" in message
+
+
+def test_trainbus_callbacks_need_no_particular_keras_backend() -> None:
+    pytest.importorskip("jax")
+    result = run_python(
+        """
+        import keras
+        import torch
+        from trainbus import Bus
+        from trainbus.adapters.torch import fit
+        from trainbus.callbacks import EarlyStopping
+
+        module = torch.nn.Linear(2, 1)
+        data = [(torch.zeros(4, 2), torch.zeros(4, 1))]
+        history = fit(module, torch.optim.SGD(module.parameters(), lr=0.1),
+                      torch.nn.functional.mse_loss, data, epochs=2, verbose=0, bus=Bus(),
+                      callbacks=[EarlyStopping(monitor="loss")])
+        print(history.epoch)
+        """,
+        KERAS_BACKEND="jax",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1]"

@@ -1,0 +1,186 @@
+"""What every framework's ready-made ``fit``/``evaluate``/``predict`` checks and sets up.
+
+Framework-free: the torch and JAX adapters share it. It validates the
+arguments the loops have in common, refuses the ``keras.callbacks`` that
+cannot run outside Keras's own ``fit`` (and a Keras running another backend),
+and completes the callback list as Keras's ``fit`` does (a ``History`` unless
+one is given, a progress bar unless ``verbose=0`` or one is given).
+
+keras is never imported here: Keras callbacks are recognised by the module and
+class names in their MRO, and the backend is read only when keras is already
+loaded.
+
+Example:
+    >>> from trainbus import Bus, Emitter
+    >>> emitter = Emitter(Bus())
+    >>> run = fit_callbacks([[], None], emitter, verbose=0, adapter="torch")
+    >>> [type(cb).__name__ for cb in run.callbacks], run.history is run.callbacks[0]
+    (['History'], True)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from trainbus.callbacks.history import History
+from trainbus.callbacks.progbar_logger import ProgbarLogger
+from trainbus.emitter import Emitter
+
+
+class HistoryLike(Protocol):
+    """What ``fit`` returns: trainbus's or Keras's ``History``."""
+
+    epoch: list[int]
+    history: dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class FitCallbacks:
+    """The callbacks one run attaches, in order, and the History ``fit`` returns."""
+
+    callbacks: list[object]
+    history: HistoryLike | None
+
+
+def prefer_keras_backend(backend: str) -> None:
+    """Make ``backend`` keras's backend if keras is imported later and none was chosen.
+
+    Keras reads ``KERAS_BACKEND`` once, when it is first imported, and falls
+    back to TensorFlow. Importing an adapter sets the variable (only when it
+    is unset and keras is not loaded yet), so ``import keras`` after the
+    adapter runs keras on the adapter's framework.
+    """
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", backend)
+
+
+def check_epochs(epochs: object) -> int:
+    """``epochs`` as given, if it is a non-negative int."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    return epochs
+
+
+def check_reiterable(data: Iterable[Any], name: str) -> None:
+    """Refuse a one-shot iterator where the data is iterated once per epoch."""
+    if isinstance(data, Iterator):
+        raise TypeError(
+            f"{name} must be re-iterable (a DataLoader, a list), not a one-shot iterator or "
+            "generator: it is iterated once per epoch"
+        )
+
+
+def data_length(data: Iterable[Any]) -> int | None:
+    """``len(data)``, or ``None`` when the data has no length."""
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def flatten_callbacks(callbacks: object) -> list[object]:
+    """One callback, ``None``, or (nested) lists and tuples of them, as a flat list."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (list, tuple)):
+        return [cb for item in callbacks for cb in flatten_callbacks(item)]
+    return [callbacks]
+
+
+# Keras built-ins that cannot run outside Keras's own fit, by (module, class name).
+# Subclasses are caught too (the whole MRO is checked).
+_UNPORTABLE = {
+    ("keras.src.callbacks.tensorboard", "TensorBoard"): (
+        "it writes through tensorflow.summary and reads Keras model internals; "
+        "use trainbus.callbacks.TensorBoard instead"
+    ),
+    ("keras.src.callbacks.swap_ema_weights", "SwapEMAWeights"): (
+        "it swaps in the EMA weights kept by a Keras optimizer built with use_ema=True, "
+        "which a {adapter} optimizer does not have; EMA weight swapping is not supported"
+    ),
+}
+
+
+def _keras_class(callback: object, module: str, name: str) -> bool:
+    return any(k.__module__ == module and k.__qualname__ == name for k in type(callback).__mro__)
+
+
+def check_portable(callbacks: list[object], adapter: str) -> None:
+    """Refuse, before anything runs, the Keras callbacks that would fail deep inside Keras.
+
+    Raises:
+        TypeError: Keras's ``TensorBoard`` or ``SwapEMAWeights`` (or a subclass).
+        RuntimeError: a ``keras.callbacks`` object while keras runs a backend
+            other than ``adapter`` (keras was imported before ``KERAS_BACKEND``
+            was set).
+    """
+    for callback in callbacks:
+        for (module, name), why in _UNPORTABLE.items():
+            if _keras_class(callback, module, name):
+                raise TypeError(
+                    f"keras.callbacks.{name} cannot be used with the trainbus {adapter} "
+                    f"adapter: {why.format(adapter=adapter)}"
+                )
+    uses_keras = any(type(cb).__module__.startswith("keras.") for cb in callbacks)
+    keras = sys.modules.get("keras")
+    if uses_keras and keras is not None:
+        backend = keras.config.backend()
+        if backend != adapter:
+            raise RuntimeError(
+                f"keras is running its {backend!r} backend, but this is a {adapter} loop: "
+                "keras chooses its backend once, when it is first imported (from "
+                "KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow), so it was "
+                f"imported before KERAS_BACKEND={adapter} was set. Set it before the first "
+                f"`import keras` (in the environment, or os.environ['KERAS_BACKEND'] = "
+                f"'{adapter}' at the top of the script), or import "
+                f"trainbus.adapters.{adapter} first, which sets it when it is unset"
+            )
+
+
+def is_history(callback: object) -> bool:
+    """Whether ``callback`` is a trainbus or a Keras ``History``."""
+    return isinstance(callback, History) or _keras_class(
+        callback, "keras.src.callbacks.history", "History"
+    )
+
+
+def is_progbar(callback: object) -> bool:
+    """Whether ``callback`` is a trainbus or a Keras ``ProgbarLogger``."""
+    return isinstance(callback, ProgbarLogger) or _keras_class(
+        callback, "keras.src.callbacks.progbar_logger", "ProgbarLogger"
+    )
+
+
+def fit_callbacks(
+    callbacks: object,
+    emitter: Emitter,
+    *,
+    verbose: int | str,
+    adapter: str,
+    history: bool = True,
+) -> FitCallbacks:
+    """The callbacks one run attaches, completed as Keras's ``fit`` completes them.
+
+    The given callbacks come first, in order; then a trainbus
+    :class:`~trainbus.callbacks.History` when ``history`` is wanted and no
+    History (trainbus's or Keras's) is given or already attached to the
+    emitter's bus; then a :class:`~trainbus.callbacks.ProgbarLogger` unless
+    ``verbose`` is 0 or one (trainbus's or Keras's) is present. The History
+    returned is the first one found (Keras returns the given one too).
+    """
+    chosen = flatten_callbacks(callbacks)
+    check_portable(chosen, adapter)
+    present = [*chosen, *emitter.bus.callbacks(emitter)]
+    found: HistoryLike | None = None
+    if history:
+        found = next((cast(HistoryLike, cb) for cb in present if is_history(cb)), None)
+        if found is None:
+            found = History()
+            chosen.append(found)
+    if verbose != 0 and not any(is_progbar(cb) for cb in present):
+        chosen.append(ProgbarLogger())
+    return FitCallbacks(chosen, found)
