@@ -2,13 +2,12 @@
 
 Framework-free: the torch and JAX adapters share it. It validates the
 arguments the loops have in common, refuses the ``keras.callbacks`` that
-cannot run outside Keras's own ``fit`` (and a Keras running another backend),
-and completes the callback list as Keras's ``fit`` does (a ``History`` unless
-one is given, a progress bar unless ``verbose=0`` or one is given).
+cannot run outside Keras's own ``fit``, and completes the callback list as
+Keras's ``fit`` does (a ``History`` unless one is given, a progress bar unless
+``verbose=0`` or one is given).
 
 keras is never imported here: Keras callbacks are recognised by the module and
-class names in their MRO, and the backend is read only when keras is already
-loaded.
+class names in their MRO.
 
 Example:
     >>> from trainbus import Bus, Emitter
@@ -112,11 +111,11 @@ def _keras_class(callback: object, module: str, name: str) -> bool:
 def check_portable(callbacks: list[object], adapter: str) -> None:
     """Refuse, before anything runs, the Keras callbacks that would fail deep inside Keras.
 
+    Keras's backend need not match the loop's framework: the callbacks read
+    logs as Python numbers and the model through the adapter's handle.
+
     Raises:
         TypeError: Keras's ``TensorBoard`` or ``SwapEMAWeights`` (or a subclass).
-        RuntimeError: a ``keras.callbacks`` object while keras runs a backend
-            other than ``adapter`` (keras was imported before ``KERAS_BACKEND``
-            was set).
     """
     for callback in callbacks:
         for (module, name), why in _UNPORTABLE.items():
@@ -125,20 +124,6 @@ def check_portable(callbacks: list[object], adapter: str) -> None:
                     f"keras.callbacks.{name} cannot be used with the trainbus {adapter} "
                     f"adapter: {why.format(adapter=adapter)}"
                 )
-    uses_keras = any(type(cb).__module__.startswith("keras.") for cb in callbacks)
-    keras = sys.modules.get("keras")
-    if uses_keras and keras is not None:
-        backend = keras.config.backend()
-        if backend != adapter:
-            raise RuntimeError(
-                f"keras is running its {backend!r} backend, but this is a {adapter} loop: "
-                "keras chooses its backend once, when it is first imported (from "
-                "KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow), so it was "
-                f"imported before KERAS_BACKEND={adapter} was set. Set it before the first "
-                f"`import keras` (in the environment, or os.environ['KERAS_BACKEND'] = "
-                f"'{adapter}' at the top of the script), or import "
-                f"trainbus.adapters.{adapter} first, which sets it when it is unset"
-            )
 
 
 def is_history(callback: object) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from trainbus.adapters.loop import NumpyModel
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_numpy.py"
 TRAIN_BATCHES = math.ceil(1437 / 64)  # 80% of the 1797 digits, in batches of at most 64
 VAL_BATCHES = math.ceil(360 / 64)
 
