@@ -27,7 +27,12 @@ batches and the same number of optimizer steps, trained by:
    own optimizer, data adapter and metric tracking, so it is not the same work: shown for
    scale, not as a target.
 
-PyTorch Lightning and Ignite are not installed in this environment and are not measured.
+6. **Lightning** (if installed): a ``lightning.LightningModule`` whose ``training_step``
+   returns the loss, ``lightning.Trainer(max_epochs=..., accelerator="cpu", logger=False,
+   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)``
+   built and ``fit`` on the batch list in every run: Lightning with its own extras turned off.
+
+PyTorch Ignite is not installable in this environment and is not measured.
 
 Every contender gets a fresh network with the same initial weights (seed) and trains on the
 same list of batches (a pool of ``POOL`` distinct batches, cycled), ``--epochs`` x
@@ -69,6 +74,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import platform
 import random
@@ -77,6 +83,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -362,6 +369,54 @@ def keras_contender(setup: Setup) -> Contender:
     return Contender("keras", f"Keras {version('keras')} fit (TorchModuleWrapper)", prepare)
 
 
+def lightning_contender(setup: Setup) -> Contender:
+    import lightning
+    import torch
+
+    class Module(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = new_net(setup.features)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            inputs, targets = batch
+            return torch.nn.functional.cross_entropy(self.net(inputs), targets)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=LEARNING_RATE)
+
+    class Batches:  # Lightning takes a list for a collection of loaders: wrap it
+        def __iter__(self) -> Any:
+            return iter(setup.batches)
+
+        def __len__(self) -> int:
+            return len(setup.batches)
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+
+    def prepare() -> Callable[[], None]:
+        module = Module()
+
+        def run() -> None:
+            trainer = lightning.Trainer(
+                max_epochs=setup.epochs,
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+            )
+            trainer.fit(module, train_dataloaders=Batches())
+
+        return run
+
+    return Contender("lightning", f"Lightning {version('lightning')} Trainer.fit", prepare)
+
+
 # -- timing --------------------------------------------------------------------------------
 
 
@@ -463,12 +518,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     contenders = [bare_contender(setup), fit_contender(setup), loop_contender(setup)]
-    missing: list[str] = [
-        "PyTorch Lightning: not installed",
-        "PyTorch Ignite: not installed",
-    ]
+    missing: list[str] = ["PyTorch Ignite: not installable here"]
     if not args.no_peers:
-        for key, build in (("poutyne", poutyne_contender), ("keras", keras_contender)):
+        peers = (
+            ("poutyne", poutyne_contender),
+            ("keras", keras_contender),
+            ("lightning", lightning_contender),
+        )
+        for key, build in peers:
             try:
                 started = time.perf_counter()
                 contender = build(setup)
@@ -545,7 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "threads": args.threads,
                 "wall_s": wall,
             },
-            "versions": {p: version(p) for p in ("torch", "poutyne", "keras", "trainbus")},
+            "versions": {
+                p: version(p) for p in ("torch", "poutyne", "keras", "lightning", "trainbus")
+            },
             "missing": missing,
             "rows": [
                 {
