@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import time
@@ -42,6 +41,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, Field, validate_call
 
+from trainbus._optional import import_optional
 from trainbus.callbacks.base import Callback
 from trainbus.logs import Logs, raw_items, to_python
 
@@ -77,13 +77,9 @@ def _tqdm() -> Any:
     """tqdm's bar class, without its monitor thread (imported on first use)."""
     global _bar_class
     if _bar_class is None:
-        try:
-            module = importlib.import_module("tqdm")
-        except ImportError as error:
-            raise ImportError(
-                "ProgbarLogger draws its bars with tqdm, which is not installed: "
-                "pip install tqdm (or pip install 'trainbus[demo]')"
-            ) from error
+        module = import_optional(
+            "tqdm", needed_by="ProgbarLogger", install="pip install tqdm (or 'trainbus[demo]')"
+        )
         # The monitor thread only tunes update(); this callback redraws by itself.
         _bar_class = type("_Bar", (module.tqdm,), {"monitor_interval": 0})
     return _bar_class

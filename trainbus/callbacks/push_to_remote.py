@@ -76,7 +76,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -90,6 +89,7 @@ from typing import Any, Literal
 
 from pydantic import StrictInt, validate_call
 
+from trainbus._optional import import_optional
 from trainbus.callbacks.base import Callback
 from trainbus.callbacks.monitor import NonNegativeInt
 from trainbus.io import atomic_write
@@ -124,12 +124,7 @@ class _Uploaded:
 
 def import_fsspec() -> ModuleType:
     """Import fsspec, or raise an ``ImportError`` that says how to install it."""
-    try:
-        return importlib.import_module("fsspec")
-    except ImportError as error:
-        raise ImportError(
-            f"PushToRemote needs fsspec, which is the optional 'remote' extra: {INSTALL_HINT}"
-        ) from error
+    return import_optional("fsspec", needed_by="PushToRemote", install=INSTALL_HINT)
 
 
 class PushToRemote(Callback):

@@ -39,7 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
 import time
@@ -49,6 +48,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictInt, validate_call
 
+from trainbus._optional import import_optional
 from trainbus.callbacks.base import Callback
 from trainbus.logs import to_python
 
@@ -77,13 +77,9 @@ def _unsupported(name: str, off: object, what: str) -> Callable[[Any], Any]:
 
 
 def _load_tensorboardx() -> Any:
-    try:
-        return importlib.import_module("tensorboardX")
-    except ImportError as error:
-        raise ImportError(
-            "trainbus's TensorBoard callback writes event files with tensorboardX, which is "
-            f"not installed: {INSTALL_HINT}"
-        ) from error
+    return import_optional(
+        "tensorboardX", needed_by="trainbus's TensorBoard callback", install=INSTALL_HINT
+    )
 
 
 def _scalar(value: Any) -> float | None:
