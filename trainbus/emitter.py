@@ -90,7 +90,30 @@ _PLAN_SLOTS: dict[type[Event], str] = {
     Aborted: "_p_aborted",
 }
 
+# What a training-batch hook has left to do after its order check (see
+# Emitter._set_train_routes): nothing; deliver inline to a typed-only plan of one
+# receiver (called without a loop) or of several; deliver inline to a hooks-only plan
+# of one hook or of several taking ``logs`` by position (Plan.logs_by_position), or
+# of any hooks, passing ``logs=``; deliver to a mixed plan; or handle a
+# steps_per_execution chunk. Typed routes sort before hook routes.
+_QUIET, _TYPED1, _TYPED, _HOOKS1, _HOOKS_BY_POSITION, _HOOKS, _MIXED, _CHUNK = range(8)
+
 _new_event = tuple.__new__
+
+
+def _route(plan: Plan | None) -> int:
+    if plan is None:
+        return _QUIET
+    if plan.mode == MIXED:
+        return _MIXED
+    single = len(plan.calls) == 1
+    if plan.mode == TYPED:
+        return _TYPED1 if single else _TYPED
+    if plan.logs_by_position:
+        return _HOOKS1 if single else _HOOKS_BY_POSITION
+    return _HOOKS
+
+
 _default_bus: Bus | None = None
 
 
@@ -129,6 +152,7 @@ class Emitter:
         "__weakref__",
         "_abandoned",
         "_batch",
+        "_chunk_end",
         "_chunk_first",
         "_chunk_logs",
         "_chunked",
@@ -142,6 +166,8 @@ class Emitter:
         "_run_steps",
         "_state",
         "_steps_learned",
+        "_tbb_route",
+        "_tbe_route",
         "_train_kept",
         "_train_last",
         "_val_logs",
@@ -206,6 +232,7 @@ class Emitter:
         self._last = -1  # last batch index that ended in the current phase
         self._train_last = -1  # the train phase's, kept across a validation run
         self._chunk_first: int | None = None
+        self._chunk_end = -1  # with a train chunk open: the index its end is due at
         self._chunk_logs: Any = None
         self._kept: list[Mapping[str, Any]] = []  # this run's batch logs, for the means
         self._train_kept: list[Mapping[str, Any]] = []
@@ -226,6 +253,20 @@ class Emitter:
         plan = self.bus.plan
         for event, slot in _PLAN_SLOTS.items():
             setattr(self, slot, plan(event, self))
+        self._set_train_routes()
+
+    def _set_train_routes(self) -> None:
+        """Precompute what the training-batch hooks do after their order checks.
+
+        Called when the plans change and when a training chunk opens or closes.
+        """
+        if self._chunked:
+            chunk_open = self._chunk_first is not None and self._state in (EPOCH, TRAIN_BATCH)
+            self._tbb_route = _QUIET if chunk_open else _CHUNK
+            self._tbe_route = _CHUNK
+        else:
+            self._tbb_route = _route(self._p_train_batch_begin)
+            self._tbe_route = _route(self._p_train_batch_end)
 
     def set_model(self, model: Any) -> None:
         """Use ``model`` (a :class:`~trainbus.ModelHandle`) from now on, callbacks included."""
@@ -386,8 +427,9 @@ class Emitter:
         if plan is not None:
             plan.send(EpochEnd(step=self.step, logs=copy_logs(epoch_logs), epoch=epoch))
 
-    # The two training-batch hooks run for every batch: their dispatch is inlined
-    # (hooks-only and typed-only plans; mixed plans go through _send_batch).
+    # The two training-batch hooks run for every batch: after the order checks they
+    # branch on a route precomputed per plan and per chunk (_set_train_routes), and
+    # deliver to typed-only and hooks-only plans inline, saving a call per event.
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch starts (events go out once per chunk)."""
@@ -395,37 +437,53 @@ class Emitter:
             self._bad_batch_begin(EPOCH, "train", batch)
         self._state = TRAIN_BATCH
         self._batch = batch
-        if self._chunked:
-            if self._chunk_first is not None:
-                return
-            self._chunk_first = batch
-            size = self._chunk_size(batch)
-        else:
-            size = 1
-        plan = self._p_train_batch_begin
-        if plan is None:
+        route = self._tbb_route
+        if not route:  # _QUIET: nobody listens, or inside a chunk
             return
-        mode = plan.mode
-        if mode == MIXED:
-            self._send_batch(plan, TrainBatchBegin, batch, size, logs)
-            return
-        shared: Mapping[str, Any]
-        if logs:
-            shared = Logs(logs) if type(logs) is dict else copy_logs(logs)
-        else:
-            shared = {} if mode == HOOKS else EMPTY_LOGS
+        # Not None on the delivering routes (_CHUNK does not use it).
+        plan: Plan = self._p_train_batch_begin  # type: ignore[assignment]
         call: Any = None
-        try:
-            if mode == HOOKS:
-                for call in plan.calls:
-                    call(batch, logs=shared)
-            else:
-                event = _new_event(TrainBatchBegin, (self.step, shared, self.epoch, batch, size))
-                for call in plan.calls:
+        if route <= _TYPED:  # typed subscribers only
+            event = _new_event(
+                TrainBatchBegin,
+                (
+                    self.step,
+                    (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else EMPTY_LOGS,
+                    self.epoch,
+                    batch,
+                    1,
+                ),
+            )
+            try:
+                if route == _TYPED1:
+                    call = plan.calls[0]
                     call(event)
-        except Exception as error:
-            self._blame(plan, error, call, TrainBatchBegin, batch)
-            raise
+                else:
+                    for call in plan.calls:
+                        call(event)
+            except Exception as error:
+                self._blame(plan, error, call, TrainBatchBegin, batch)
+                raise
+        elif route <= _HOOKS:  # Keras-style hooks only
+            hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
+            try:
+                # By position where that binds as logs=hook_logs: a faster call in CPython.
+                if route == _HOOKS1:
+                    call = plan.calls[0]
+                    call(batch, hook_logs)
+                elif route == _HOOKS_BY_POSITION:
+                    for call in plan.calls:
+                        call(batch, hook_logs)
+                else:
+                    for call in plan.calls:
+                        call(batch, logs=hook_logs)
+            except Exception as error:
+                self._blame(plan, error, call, TrainBatchBegin, batch)
+                raise
+        elif route == _CHUNK:
+            self._open_train_chunk(batch, logs)
+        else:
+            self._send_batch(plan, TrainBatchBegin, batch, 1, logs)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch ended; ``logs`` count toward the epoch means."""
@@ -439,22 +497,97 @@ class Emitter:
             # that refills one dict): those are copied, so every batch's values survive.
             kept.append(dict(raw_items(logs)) if logs is self._prev_logs or not kept else logs)
             self._prev_logs = logs
-        if self._chunked:
-            if (batch + 1) % self.steps_per_execution and batch + 1 != self._run_steps:
+        route = self._tbe_route
+        if not route:  # _QUIET: nobody listens (and no chunks)
+            self.step += batch - self._batch + 1
+            return
+        if route == _CHUNK:
+            if batch < self._chunk_end:  # inside the chunk: no event, no step yet
                 self._chunk_logs = logs
-                return
-            first: int = self._chunk_first  # type: ignore[assignment]
-            self._chunk_first = None
+            else:
+                self._close_train_chunk(batch, logs)
+            return
+        size = batch - self._batch + 1
+        self.step = step = self.step + size
+        plan: Plan = self._p_train_batch_end  # type: ignore[assignment]  # routed: not None
+        call: Any = None
+        if route <= _TYPED:  # typed subscribers only
+            event = _new_event(
+                TrainBatchEnd,
+                (
+                    step,
+                    (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else EMPTY_LOGS,
+                    self.epoch,
+                    batch,
+                    size,
+                ),
+            )
+            try:
+                if route == _TYPED1:
+                    call = plan.calls[0]
+                    call(event)
+                else:
+                    for call in plan.calls:
+                        call(event)
+            except Exception as error:
+                self._blame(plan, error, call, TrainBatchEnd, batch)
+                raise
+        elif route <= _HOOKS:  # Keras-style hooks only
+            hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
+            try:
+                # By position where that binds as logs=hook_logs: a faster call in CPython.
+                if route == _HOOKS1:
+                    call = plan.calls[0]
+                    call(batch, hook_logs)
+                elif route == _HOOKS_BY_POSITION:
+                    for call in plan.calls:
+                        call(batch, hook_logs)
+                else:
+                    for call in plan.calls:
+                        call(batch, logs=hook_logs)
+            except Exception as error:
+                self._blame(plan, error, call, TrainBatchEnd, batch)
+                raise
         else:
-            first = self._batch
+            self._send_batch(plan, TrainBatchEnd, batch, size, logs)
+
+    def _open_train_chunk(self, batch: int, logs: Mapping[str, Any] | None) -> None:
+        """Open a ``steps_per_execution`` chunk at ``batch`` and send its begin event."""
+        self._chunk_first = batch
+        self._tbb_route = _QUIET  # no more begin work until the chunk closes
+        spe = self.steps_per_execution
+        steps = self._run_steps
+        # The first index from ``batch`` on at which _chunk_ends() holds: the end hook
+        # compares with it instead of testing every batch.
+        end = batch - batch % spe + spe - 1
+        if steps is not None and batch < steps <= end:
+            end = steps - 1
+        self._chunk_end = end
+        plan = self._p_train_batch_begin
+        if plan is not None:
+            self._deliver_train_batch(plan, TrainBatchBegin, batch, self._chunk_size(batch), logs)
+
+    def _close_train_chunk(self, batch: int, logs: Mapping[str, Any] | None) -> None:
+        """Close the open chunk at ``batch`` (at or past ``_chunk_end``) if it ends there."""
+        if batch != self._chunk_end and not self._chunk_ends(batch):
+            self._chunk_logs = logs  # indices jumped past _chunk_end: the chunk goes on
+            return
+        first: int = self._chunk_first  # type: ignore[assignment]
+        self._chunk_first = None
+        self._tbb_route = _CHUNK
         size = batch - first + 1
         self.step += size
         plan = self._p_train_batch_end
-        if plan is None:
-            return
+        if plan is not None:
+            self._deliver_train_batch(plan, TrainBatchEnd, batch, size, logs)
+
+    def _deliver_train_batch(
+        self, plan: Plan, cls: type[Event], batch: int, size: int, logs: Mapping[str, Any] | None
+    ) -> None:
+        """Deliver a training-batch event as the inlined paths of the hooks above do."""
         mode = plan.mode
         if mode == MIXED:
-            self._send_batch(plan, TrainBatchEnd, batch, size, logs)
+            self._send_batch(plan, cls, batch, size, logs)
             return
         shared: Mapping[str, Any]
         if logs:
@@ -464,14 +597,18 @@ class Emitter:
         call: Any = None
         try:
             if mode == HOOKS:
-                for call in plan.calls:
-                    call(batch, logs=shared)
+                if plan.logs_by_position:  # binds as logs=shared; a faster call
+                    for call in plan.calls:
+                        call(batch, shared)
+                else:
+                    for call in plan.calls:
+                        call(batch, logs=shared)
             else:
-                event = _new_event(TrainBatchEnd, (self.step, shared, self.epoch, batch, size))
+                event = _new_event(cls, (self.step, shared, self.epoch, batch, size))
                 for call in plan.calls:
                     call(event)
         except Exception as error:
-            self._blame(plan, error, call, TrainBatchEnd, batch)
+            self._blame(plan, error, call, cls, batch)
             raise
 
     def on_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -611,6 +748,7 @@ class Emitter:
     def _reset(self) -> None:
         self._state = self._outer = IDLE
         self._chunk_first = None
+        self._set_train_routes()
         self._abandoned = False
         self._pending = {}
 
@@ -662,6 +800,7 @@ class Emitter:
         self._chunk_first = None
         size = self._last - first + 1
         if cls is TrainBatchEnd:
+            self._tbb_route = _CHUNK
             self.step += size
         plan = getattr(self, _PLAN_SLOTS[cls])
         if plan is not None:
