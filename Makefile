@@ -7,6 +7,8 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # from pulling a multi-GB CUDA build. keras (dev) runs its real callbacks on the torch backend.
 TORCH := torch==2.13.0
 export KERAS_BACKEND ?= torch
+# `make demo FRAMEWORK=numpy` or `FRAMEWORK=jax`: the same demo in another framework.
+FRAMEWORK ?= torch
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -21,7 +23,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	touch $@
 
 demo: $(VENV)/.installed-dev
-	$(PY) examples/demo.py
+	$(PY) examples/demo.py --framework $(FRAMEWORK)
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check trainbus tests benchmarks examples
@@ -30,8 +32,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(PY) -m mypy --strict trainbus
 
+# keras runs one backend per process: its callbacks on JAX loops get a pytest run of their own.
 test: lint typecheck
 	$(PY) -m pytest -q
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests/keras_jax
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/dispatch.py

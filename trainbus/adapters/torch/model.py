@@ -46,7 +46,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import math
@@ -54,13 +53,13 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from trainbus.adapters._weight_files import h5py_module, write_npz
 from trainbus.io import atomic_write
 
 FORMAT_VERSION = 1
@@ -428,15 +427,6 @@ def _strip_prefix(stored: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -
     return stored
 
 
-def _h5py() -> ModuleType:
-    try:
-        return importlib.import_module("h5py")
-    except ImportError as error:  # pragma: no cover - h5py is a dev dependency
-        raise ImportError(
-            "reading or writing .h5/.weights.h5 files needs h5py: pip install h5py"
-        ) from error
-
-
 def _torch_bytes(value: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
@@ -490,7 +480,7 @@ def _read_pt(path: Path) -> Read:
 def _write_h5(
     handle: IO[Any], state: dict[str, torch.Tensor], optimizer: TorchOptimizer | None
 ) -> None:
-    h5py = _h5py()
+    h5py = h5py_module()
     buffer = io.BytesIO()  # h5py wants a readable, seekable file; the temp file is write-only
     # track_order: readers list the datasets in state_dict order, not sorted.
     with h5py.File(buffer, "w", track_order=True) as file:
@@ -508,7 +498,7 @@ def _write_h5(
 
 
 def _read_h5(path: Path) -> Read:
-    h5py = _h5py()
+    h5py = h5py_module()
     stored: dict[str, Any] = {}
     optimizer_state: dict[str, Any] | None = None
     iterations: int | None = None
@@ -544,11 +534,7 @@ def _write_npz(
             {"optimizer": optimizer.state_dict(), "iterations": optimizer.iterations}
         )
         entries[_NPZ_OPTIMIZER] = np.frombuffer(blob, dtype=np.uint8)
-    # One .npy entry per array, written entry by entry so that any name works.
-    with zipfile.ZipFile(handle, "w") as archive:
-        for name, array in entries.items():
-            with archive.open(f"{name}.npy", "w") as entry:
-                np.lib.format.write_array(entry, array, allow_pickle=False)
+    write_npz(handle, entries)  # one .npy entry per array: any name works
 
 
 def _read_npz_source(source: str | os.PathLike[str] | IO[bytes]) -> Read:

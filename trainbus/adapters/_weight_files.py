@@ -1,0 +1,248 @@
+"""Named NumPy arrays to and from weight files, framework-free.
+
+The file formats the adapters share, chosen by extension, every write crash-safe
+(through :func:`trainbus.io.atomic_write`):
+
+* ``.npz``: a NumPy archive, one ``<name>.npy`` entry per array (any name,
+  ``/`` included); extra arrays under ``__trainbus__/<name>``, the metadata as
+  JSON bytes in ``__trainbus_metadata__``. ``numpy.load`` reads it.
+* ``.weights.h5`` / ``.h5``: an HDF5 file (needs h5py), one dataset per array
+  (a ``/`` in a name makes a group), in insertion order; extra arrays in the
+  ``__trainbus__`` group, the metadata as a JSON string attribute.
+* ``.keras``: a zip holding ``metadata.json``, ``model.weights.npz`` and, when
+  there are extra arrays, ``extras.npz``.
+
+An adapter turns its model into ``{name: array}`` (the weights) plus optional
+extra arrays (an optimizer state) and a JSON-able metadata dict; reading gives
+the same three back.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.weights.h5"
+    >>> write_weight_file(path, {"dense/w": np.ones((2, 3))}, metadata={"epoch": 3})
+    >>> stored = read_weight_file(path)
+    >>> {name: a.shape for name, a in stored.arrays.items()}, stored.metadata["epoch"]
+    ({'dense/w': (2, 3)}, 3)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import numpy as np
+
+from trainbus._optional import import_optional
+from trainbus.io import atomic_write
+
+FORMAT_VERSION = 1
+EXTENSIONS = (".weights.h5", ".h5", ".keras", ".npz")
+
+MARKER = "trainbus_format"
+EXTRAS = "__trainbus__"
+NPZ_METADATA = "__trainbus_metadata__"
+H5_METADATA = "trainbus_metadata"
+KERAS_METADATA = "metadata.json"
+KERAS_WEIGHTS = "model.weights.npz"
+KERAS_EXTRAS = "extras.npz"
+
+
+@dataclass
+class WeightFile:
+    """What a weight file holds: the named arrays, extra arrays, and metadata."""
+
+    arrays: dict[str, np.ndarray]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def file_kind(path: str | os.PathLike[str], owner: str) -> str:
+    """``"npz"``, ``"h5"`` or ``"keras"``, from the extension; a ``ValueError`` naming ``owner``.
+
+    Example:
+        >>> file_kind("best.weights.h5", "JaxModel")
+        'h5'
+    """
+    name = Path(path).name.lower()
+    if name.endswith(".h5"):  # .weights.h5 included
+        return "h5"
+    if name.endswith(".keras"):
+        return "keras"
+    if name.endswith(".npz"):
+        return "npz"
+    raise ValueError(
+        f"unsupported file extension for {owner}: {str(path)!r}; supported: {', '.join(EXTENSIONS)}"
+    )
+
+
+def write_weight_file(
+    path: str | os.PathLike[str],
+    arrays: Mapping[str, np.ndarray],
+    *,
+    extras: Mapping[str, np.ndarray] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = True,
+    owner: str = "trainbus",
+) -> None:
+    """Write ``arrays`` (and ``extras``, ``metadata``) to ``path``, atomically.
+
+    Raises:
+        ValueError: the extension is not one of :data:`EXTENSIONS`.
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    kind = file_kind(path, owner)
+    meta = {MARKER: FORMAT_VERSION, **(metadata or {})}
+    extra = dict(extras or {})
+    with atomic_write(path, "wb", overwrite=overwrite) as handle:
+        if kind == "h5":
+            _write_h5(handle, arrays, extra, meta)
+        elif kind == "keras":
+            _write_keras(handle, arrays, extra, meta)
+        else:
+            entries = {**arrays, **{f"{EXTRAS}/{name}": a for name, a in extra.items()}}
+            entries[NPZ_METADATA] = _json_bytes(meta)
+            write_npz(handle, entries)
+
+
+def read_weight_file(path: str | os.PathLike[str], owner: str = "trainbus") -> WeightFile:
+    """Read a file written by :func:`write_weight_file` (or a plain ``.npz``/``.h5``)."""
+    kind = file_kind(path, owner)
+    if kind == "h5":
+        return _read_h5(Path(path))
+    if kind == "keras":
+        return _read_keras(Path(path))
+    return _read_npz(path)
+
+
+# -- npz -------------------------------------------------------------------------------------
+
+
+def write_npz(handle: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    """One ``.npy`` entry per array, written entry by entry so that any name works."""
+    with zipfile.ZipFile(handle, "w") as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w") as entry:
+                np.lib.format.write_array(entry, np.asarray(array), allow_pickle=False)
+
+
+def _read_npz(source: str | os.PathLike[str] | IO[bytes]) -> WeightFile:
+    prefix = f"{EXTRAS}/"
+    result = WeightFile({})
+    with np.load(source, allow_pickle=False) as archive:
+        for name in archive.files:
+            if name == NPZ_METADATA:
+                result.metadata = json.loads(archive[name].tobytes())
+            elif name.startswith(prefix):
+                result.extras[name[len(prefix) :]] = archive[name]
+            else:
+                result.arrays[name] = archive[name]
+    return result
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    write_npz(buffer, arrays)
+    return buffer.getvalue()
+
+
+def _json_bytes(metadata: Mapping[str, Any]) -> np.ndarray:
+    return np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+
+
+# -- h5 --------------------------------------------------------------------------------------
+
+
+def h5py_module() -> ModuleType:
+    """h5py, or an ``ImportError`` saying how to install it."""
+    return import_optional("h5py", needed_by=".h5/.weights.h5 files", install="pip install h5py")
+
+
+def _write_h5(
+    handle: IO[bytes],
+    arrays: Mapping[str, np.ndarray],
+    extras: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any],
+) -> None:
+    h5py = h5py_module()
+    buffer = io.BytesIO()  # h5py wants a readable, seekable file; the temp file is write-only
+    # track_order: readers list the datasets in the order given, not sorted.
+    with h5py.File(buffer, "w", track_order=True) as file:
+        file.attrs[MARKER] = FORMAT_VERSION
+        file.attrs[H5_METADATA] = json.dumps(dict(metadata))
+        for name, array in arrays.items():
+            file.create_dataset(name, data=np.asarray(array))
+        if extras:
+            group = file.create_group(EXTRAS, track_order=True)
+            for name, array in extras.items():
+                group.create_dataset(name, data=np.asarray(array))
+    handle.write(buffer.getvalue())
+
+
+def _read_h5(path: Path) -> WeightFile:
+    h5py = h5py_module()
+    result = WeightFile({})
+
+    def walk(group: Any, prefix: str, into: dict[str, np.ndarray], top: bool) -> None:
+        for name, item in group.items():  # creation order where it was tracked
+            if isinstance(item, h5py.Dataset):
+                into[prefix + name] = item[()]
+            elif not (top and name == EXTRAS):  # a name containing "/" made a group
+                walk(item, f"{prefix}{name}/", into, False)
+
+    with h5py.File(path, "r") as file:
+        walk(file, "", result.arrays, True)
+        if EXTRAS in file:
+            walk(file[EXTRAS], "", result.extras, False)
+        if H5_METADATA in file.attrs:
+            result.metadata = json.loads(file.attrs[H5_METADATA])
+    return result
+
+
+# -- keras zip -------------------------------------------------------------------------------
+
+
+def _write_keras(
+    handle: IO[bytes],
+    arrays: Mapping[str, np.ndarray],
+    extras: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any],
+) -> None:
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(KERAS_METADATA, json.dumps(dict(metadata), indent=2))
+        archive.writestr(KERAS_WEIGHTS, _npz_bytes(arrays))
+        if extras:
+            archive.writestr(KERAS_EXTRAS, _npz_bytes(extras))
+
+
+def _read_keras(path: Path) -> WeightFile:
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if KERAS_WEIGHTS not in names:
+            raise ValueError(f"{str(path)!r} is not a trainbus .keras file (no {KERAS_WEIGHTS})")
+        metadata = json.loads(archive.read(KERAS_METADATA)) if KERAS_METADATA in names else {}
+        arrays = _read_npz(io.BytesIO(archive.read(KERAS_WEIGHTS))).arrays
+        extras = (
+            _read_npz(io.BytesIO(archive.read(KERAS_EXTRAS))).arrays
+            if KERAS_EXTRAS in names
+            else {}
+        )
+    return WeightFile(arrays, extras, metadata)
+
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMAT_VERSION",
+    "WeightFile",
+    "file_kind",
+    "h5py_module",
+    "read_weight_file",
+    "write_npz",
+    "write_weight_file",
+]

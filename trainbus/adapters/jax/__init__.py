@@ -1,0 +1,24 @@
+"""The JAX adapter: a model handle and Keras-style ``fit``/``evaluate``/``predict``.
+
+Importing this package imports jax and optax; ``import trainbus`` never does.
+If keras is not imported yet and ``KERAS_BACKEND`` is unset, it sets
+``KERAS_BACKEND=jax``, so a later ``import keras`` runs keras's callbacks on
+JAX (keras would otherwise look for TensorFlow).
+
+* :class:`JaxModel`: :class:`~trainbus.ModelHandle` over a params pytree and an
+  optax optimizer state, with ``.npz``, ``.weights.h5`` and ``.keras`` files.
+* :class:`JaxOptimizer`: ``learning_rate``/``iterations`` over an optax state
+  built with ``optax.inject_hyperparams`` (a new rate reaches the next jitted
+  step without recompiling it).
+* :func:`fit`, :func:`evaluate`, :func:`predict`: Keras's hook order around your
+  own (jitted) step functions, logs kept as JAX arrays (no host sync per step).
+"""
+
+from trainbus.adapters._fit import prefer_keras_backend
+
+prefer_keras_backend("jax")
+
+from trainbus.adapters.jax.model import JaxModel, JaxOptimizer  # noqa: E402
+from trainbus.adapters.jax.training import evaluate, fit, predict  # noqa: E402
+
+__all__ = ["JaxModel", "JaxOptimizer", "evaluate", "fit", "predict"]

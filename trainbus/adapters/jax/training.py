@@ -1,0 +1,385 @@
+"""A ready-made JAX ``fit``/``evaluate``/``predict`` that drives a trainbus emitter.
+
+The training step is yours: ``train_step(params, opt_state, batch) -> (params,
+opt_state, logs)``, jitted or not. :func:`fit` calls it on every batch, stores
+the results in the :class:`~trainbus.adapters.jax.model.JaxModel` (so callbacks
+see the current params) and logs ``logs`` (a dict of JAX arrays).
+
+The loops follow Keras's hook order exactly (``research/keras.md`` §3):
+``TrainBegin``; per epoch ``EpochBegin``, the training batches
+(``TrainBatchBegin``/``TrainBatchEnd``, once per ``steps_per_execution``
+chunk), then validation through ``eval_step(params, batch) -> logs`` as
+``TestBegin``/``TestBatch*``/``TestEnd`` on the same callbacks (unprefixed
+keys), then ``EpochEnd`` with the training means and the ``val_`` results;
+finally ``TrainEnd``. ``model._initial_epoch`` is read after ``TrainBegin``
+(``BackupAndRestore`` sets it) and ``stop_training`` is checked after every
+batch (or chunk) and after every ``EpochEnd``.
+
+No blocking per step: JAX dispatches asynchronously, and the loop never waits
+for a step. Batch logs keep the JAX arrays the step returned; a value is
+fetched from the device only when a subscriber reads it. Importing this module
+registers with :mod:`trainbus.logs` a converter (:func:`array_to_python`, run
+on first read) and a reducer (:func:`mean_of_arrays`: jitted
+``jnp.stack(...).sum(0)`` calls and one division per key per epoch, on the device).
+
+Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from trainbus import Bus
+    >>> from trainbus.adapters.jax.model import JaxModel
+    >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    >>> def loss_fn(params, batch):
+    ...     x, y = batch
+    ...     return jnp.mean((x @ params["w"] - y) ** 2)
+    >>> @jax.jit
+    ... def train_step(params, opt_state, batch):
+    ...     loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    ...     updates, opt_state = tx.update(grads, opt_state, params)
+    ...     return optax.apply_updates(params, updates), opt_state, {"loss": loss}
+    >>> eval_step = jax.jit(lambda params, batch: {"loss": loss_fn(params, batch)})
+    >>> x = jax.random.normal(jax.random.key(0), (32, 3))
+    >>> data = [(x[i : i + 8], x[i : i + 8].sum(1)) for i in range(0, 32, 8)]
+    >>> model = JaxModel({"w": jnp.zeros(3)}, tx)
+    >>> history = fit(train_step, model, data, epochs=2, eval_step=eval_step,
+    ...               validation_data=data[:2], verbose=0, bus=Bus())
+    >>> history.epoch, sorted(history.history), model.optimizer.iterations
+    ([0, 1], ['loss', 'val_loss'], 8)
+    >>> sorted(evaluate(eval_step, model, data, verbose=0, bus=Bus()))
+    ['loss']
+    >>> predict(lambda params, x: x @ params["w"], model, data, bus=Bus()).shape
+    (32,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trainbus.adapters._fit import (
+    HistoryLike,
+    check_epochs,
+    check_reiterable,
+    data_length,
+    fit_callbacks,
+)
+from trainbus.adapters.jax.model import JaxModel, PyTree
+from trainbus.bus import Bus
+from trainbus.emitter import Emitter
+from trainbus.logs import Logs, register_converter, register_reducer
+
+TrainStep = Callable[[PyTree, PyTree, Any], tuple[PyTree, PyTree, Mapping[str, Any]]]
+"""``train_step(params, opt_state, batch) -> (params, opt_state, logs)``."""
+
+EvalStep = Callable[[PyTree, Any], Mapping[str, Any]]
+"""``eval_step(params, batch) -> logs`` (a dict of arrays, averaged over the run)."""
+
+PredictFn = Callable[[PyTree, Any], Any]
+"""``predict_fn(params, inputs) -> outputs`` (an array or a pytree of arrays)."""
+
+_ARRAY_TYPE: type = type(jnp.zeros(()))  # jaxlib's ArrayImpl: what jitted functions return
+
+
+def array_to_python(value: jax.Array) -> Any:
+    """How a JAX log value reads: a Python scalar if 0-d, else a NumPy array.
+
+    This is the only place the JAX adapter moves a log value to the host; it
+    runs when a subscriber first reads the value (see :class:`trainbus.Logs`).
+
+    Example:
+        >>> array_to_python(jnp.float32(0.5) * 1)
+        0.5
+        >>> array_to_python(jnp.arange(3))
+        array([0, 1, 2], dtype=int32)
+    """
+    if value.ndim == 0:
+        return value.item()
+    return np.asarray(value)
+
+
+_CHUNK = 32
+"""Values per jitted call; the last chunk is padded with zeros, so one compilation per
+shape and dtype serves every epoch length."""
+
+
+@jax.jit
+def _chunk_sum(values: list[jax.Array]) -> jax.Array:
+    stacked = jnp.stack(values)
+    if not jnp.issubdtype(stacked.dtype, jnp.inexact):
+        stacked = stacked.astype(jnp.float32)
+    return stacked.sum(axis=0)
+
+
+def _device_sum(values: list[jax.Array]) -> jax.Array:
+    """The sum of ``values``: a jitted stack-and-sum per ``_CHUNK`` values, then ``+``."""
+    sums: list[jax.Array] = []
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        if len(chunk) < _CHUNK:
+            chunk = chunk + [jnp.zeros_like(chunk[0])] * (_CHUNK - len(chunk))
+        sums.append(_chunk_sum(chunk))
+    if len(sums) > _CHUNK:
+        return _device_sum(sums)
+    total = sums[0]
+    for partial in sums[1:]:
+        total = total + partial
+    return total
+
+
+def mean_of_arrays(values: list[Any]) -> Any:
+    """The mean of one key's batch values, on the device, without waiting for it.
+
+    A jitted ``jnp.stack(chunk).sum(0)`` per 32 values (the last chunk
+    zero-padded, so it is compiled once per shape and dtype, whatever the
+    epoch length), the partial sums added, one division: about one dispatch
+    per 30 values instead of one per value, and no wait for the device. Integer and
+    boolean arrays are averaged as ``float32``; values that cannot be stacked
+    (other shapes, a mix of arrays and numbers) fall back to
+    ``sum(values) / len(values)``.
+
+    Example:
+        >>> mean_of_arrays([jnp.float32(1.0), jnp.float32(2.0)])
+        Array(1.5, dtype=float32)
+        >>> mean_of_arrays([jnp.int32(1), jnp.int32(2)])
+        Array(1.5, dtype=float32)
+    """
+    if all(type(value) is _ARRAY_TYPE for value in values):
+        try:
+            return _device_sum(values) / len(values)
+        except (TypeError, ValueError):
+            pass
+    return sum(values) / len(values)
+
+
+register_converter(_ARRAY_TYPE, array_to_python)
+register_reducer(_ARRAY_TYPE, mean_of_arrays)
+
+
+# -- the public loops --------------------------------------------------------------------
+
+
+def fit(
+    train_step: TrainStep,
+    model: JaxModel,
+    train_data: Iterable[Any],
+    *,
+    epochs: int,
+    eval_step: EvalStep | None = None,
+    validation_data: Iterable[Any] | None = None,
+    callbacks: object | Iterable[object] = (),
+    steps_per_execution: int = 1,
+    verbose: int | str = "auto",
+    initial_epoch: int = 0,
+    bus: Bus | None = None,
+) -> HistoryLike:
+    """Train with ``train_step`` on ``train_data``, sending Keras's lifecycle events.
+
+    Args:
+        train_step: ``train_step(params, opt_state, batch) -> (params,
+            opt_state, logs)``, jitted or not; ``logs`` is a dict of arrays
+            (``{"loss": loss}``), averaged over the epoch.
+        model: The :class:`~trainbus.adapters.jax.model.JaxModel` holding the
+            params and the optimizer state; updated after every step
+            (:meth:`~trainbus.adapters.jax.model.JaxModel.update`). Callbacks
+            see it as ``self.model``.
+        train_data: Any re-iterable of batches (a list), iterated once per
+            epoch; each batch goes to ``train_step`` as it is.
+        epochs: The total number of epochs (Keras's ``epochs``).
+        eval_step: ``eval_step(params, batch) -> logs``, for ``validation_data``.
+        validation_data: Batches to evaluate after every epoch; their results
+            reach the epoch logs as ``val_<key>``.
+        callbacks: Keras-style callbacks (trainbus's or ``keras.callbacks``
+            with ``KERAS_BACKEND=jax``), attached for this run only, in order.
+        steps_per_execution: Batch events go out once per chunk of this many
+            batches (the loop still runs every step).
+        verbose: Keras's ``verbose``; unless 0 a
+            :class:`~trainbus.callbacks.ProgbarLogger` is added when none is
+            given (it draws only on a terminal).
+        initial_epoch: The first epoch index (``model._initial_epoch``, set by
+            a callback in ``on_train_begin``, wins).
+        bus: Where events go; the :func:`~trainbus.default_bus` if omitted.
+
+    Returns:
+        The run's History: the first one in ``callbacks`` if given, else a new
+        trainbus :class:`~trainbus.callbacks.History`.
+
+    Raises:
+        TypeError: ``model`` is not a ``JaxModel``, a step is not callable, or
+            ``train_step`` returned something other than ``(params, opt_state,
+            logs)``.
+        ValueError: ``validation_data`` without ``eval_step``.
+    """
+    check_epochs(epochs)
+    handle = _check_model(model)
+    _check_callable(train_step, "train_step", "(params, opt_state, batch)")
+    if validation_data is not None:
+        if eval_step is None:
+            raise ValueError(
+                "validation_data needs eval_step: pass eval_step=f with "
+                "f(params, batch) -> {'loss': ...}"
+            )
+        _check_callable(eval_step, "eval_step", "(params, batch)")
+        check_reiterable(validation_data, "validation_data")
+    check_reiterable(train_data, "train_data")
+
+    emitter = Emitter(
+        bus,
+        steps_per_execution=steps_per_execution,
+        model=handle,
+        params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_data)},
+    )
+    run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
+    log, update = emitter.log, handle.update
+
+    with (
+        emitter.bus.attach(run.callbacks, sender=emitter),
+        emitter.training(
+            epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_data)
+        ) as epoch_indices,
+    ):
+        for _ in epoch_indices:
+            for batch in emitter.batches(train_data):
+                result = train_step(handle.params, handle.opt_state, batch)
+                try:
+                    params, opt_state, logs = result
+                    update(params, opt_state)
+                    log(**logs)
+                except (TypeError, ValueError) as error:
+                    raise _bad_result("train_step", result, 3) from error
+            if validation_data is not None:
+                assert eval_step is not None
+                _test_loop(emitter, eval_step, handle, validation_data)
+    assert run.history is not None
+    return run.history
+
+
+def evaluate(
+    eval_step: EvalStep,
+    model: JaxModel,
+    data: Iterable[Any],
+    *,
+    callbacks: object | Iterable[object] = (),
+    verbose: int | str = "auto",
+    bus: Bus | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model.params`` on ``data``: ``TestBegin``, ``TestBatch*``, ``TestEnd``.
+
+    ``eval_step(params, batch) -> logs`` runs on every batch. No ``History`` is
+    added (as in Keras), a ``ProgbarLogger`` is unless ``verbose`` is 0.
+
+    Returns:
+        ``{key: float, ...}``: the means over the batches, converted to Python
+        numbers (one conversion per key).
+    """
+    handle = _check_model(model)
+    _check_callable(eval_step, "eval_step", "(params, batch)")
+    emitter = Emitter(
+        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
+    )
+    with emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter):
+        _test_loop(emitter, eval_step, handle, data)
+    return dict(Logs(emitter.test_logs).items())
+
+
+def predict(
+    predict_fn: PredictFn,
+    model: JaxModel,
+    data: Iterable[Any],
+    *,
+    callbacks: object | Iterable[object] = (),
+    verbose: int | str = "auto",
+    bus: Bus | None = None,
+) -> Any:
+    """Run ``predict_fn(model.params, inputs)`` over ``data``: ``PredictBegin`` ... ``PredictEnd``.
+
+    Each batch is ``inputs`` or, as Keras unpacks it, a tuple or list of 1 to 3
+    items whose first is the inputs. ``PredictBatchEnd``'s logs are
+    ``{"outputs": <the batch's outputs>}`` (converted only if read).
+
+    Returns:
+        The outputs of all batches concatenated along axis 0 as a **JAX
+        array** (nothing is copied to the host); a ``predict_fn`` returning a
+        pytree of arrays gets the same pytree of concatenated arrays.
+
+    Raises:
+        ValueError: ``data`` yielded no batch.
+    """
+    handle = _check_model(model)
+    _check_callable(predict_fn, "predict_fn", "(params, inputs)")
+    emitter = Emitter(
+        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
+    )
+    collected: list[Any] = []
+    with emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter):
+        for batch in emitter.predict_batches(data):
+            outputs = predict_fn(handle.params, _inputs_of(batch))
+            emitter.log(outputs=outputs)
+            collected.append(outputs)
+    if not collected:
+        raise ValueError("predict() got no batches: data is empty")
+    return jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *collected)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _test_loop(emitter: Emitter, eval_step: EvalStep, model: JaxModel, data: Iterable[Any]) -> None:
+    """One evaluation run."""
+    for batch in emitter.test_batches(data):
+        logs = eval_step(model.params, batch)
+        try:
+            emitter.log(**logs)
+        except TypeError as error:
+            raise _bad_result("eval_step", logs, None) from error
+
+
+def _check_model(model: object) -> JaxModel:
+    if isinstance(model, JaxModel):
+        return model
+    raise TypeError(
+        "model must be a trainbus.adapters.jax.JaxModel holding the params and the optax "
+        f"state (JaxModel(params, optimizer)), got {type(model).__name__}"
+    )
+
+
+def _check_callable(function: object, name: str, signature: str) -> None:
+    if not callable(function):
+        raise TypeError(f"{name} must be callable as {name}{signature}, got {function!r}")
+
+
+def _bad_result(name: str, result: object, length: int | None) -> TypeError:
+    shape = (
+        f"a tuple of {len(result)}"
+        if isinstance(result, (tuple, list))
+        else f"a {type(result).__name__}"
+    )
+    wanted = "(params, opt_state, logs) with logs a dict" if length else "a dict of log values"
+    return TypeError(
+        f"{name} must return {wanted} with str keys (e.g. {{'loss': loss}}), got {shape}"
+    )
+
+
+def _inputs_of(batch: Any) -> Any:
+    if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
+        return batch[0]
+    return batch
+
+
+def _run_callbacks(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
+    """``callbacks`` plus a progress bar, for evaluate and predict (no History, as Keras)."""
+    run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="jax", history=False)
+    return run.callbacks
+
+
+__all__ = [
+    "EvalStep",
+    "PredictFn",
+    "TrainStep",
+    "array_to_python",
+    "evaluate",
+    "fit",
+    "mean_of_arrays",
+    "predict",
+]
