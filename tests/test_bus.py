@@ -15,6 +15,8 @@ from trainbus import (
     BatchEnd,
     BatchEvent,
     Bus,
+    Callback,
+    Emitter,
     EpochEnd,
     Event,
     Logs,
@@ -584,3 +586,52 @@ def test_subscribing_to_a_non_event_class_raises_type_error(cls: Any) -> None:
 def test_subscribing_a_non_callable_raises_type_error() -> None:
     with pytest.raises(TypeError, match="callable"):
         Bus().subscribe(TrainBegin, "print")  # type: ignore[arg-type]
+
+
+def test_changes_made_in_a_batch_reach_an_emitter_when_the_batch_closes() -> None:
+    bus = Bus()
+    emitter = Emitter(bus)
+    seen: list[str] = []
+    with bus.changes():
+        bus.subscribe(TrainBegin, lambda event: seen.append("first"))
+        with bus.changes():  # nested: still one batch
+            bus.subscribe(TrainBegin, lambda event: seen.append("second"))
+    emitter.on_train_begin()
+    assert seen == ["first", "second"]
+
+
+def test_a_batch_that_raises_still_updates_the_emitters() -> None:
+    bus = Bus()
+    emitter = Emitter(bus)
+    seen: list[str] = []
+
+    def subscribe_then_fail() -> None:
+        with bus.changes():
+            bus.subscribe(TrainBegin, lambda event: seen.append("kept"))
+            raise RuntimeError("in the middle of subscribing")
+
+    with pytest.raises(RuntimeError):
+        subscribe_then_fail()
+    emitter.on_train_begin()
+    assert seen == ["kept"]
+
+
+def test_detaching_a_callback_list_stops_every_hook_at_once() -> None:
+    bus = Bus()
+    emitter = Emitter(bus)
+    calls: list[str] = []
+
+    class Recorder(Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            calls.append("train_begin")
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            calls.append("epoch_begin")
+
+    with bus.attach([Recorder(), Recorder()]):
+        emitter.on_train_begin()
+        emitter.on_epoch_begin(0)
+    emitter.on_epoch_end(0)
+    emitter.on_train_end()
+    emitter.on_train_begin()
+    assert calls == ["train_begin", "train_begin", "epoch_begin", "epoch_begin"]

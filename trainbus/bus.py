@@ -24,7 +24,8 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -149,6 +150,8 @@ class Bus:
         self._plans: dict[type[Event], Plan | None] = {}
         self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._attachments: list[Attachment] = []
+        self._batching = 0  # depth of open changes() blocks
+        self._changed_in_batch = False
 
     # -- registry -------------------------------------------------------------
 
@@ -408,8 +411,40 @@ class Bus:
         """Call ``watcher._plans_changed()`` whenever a subscription changes."""
         self._watchers.add(watcher)
 
+    @contextmanager
+    def changes(self) -> Iterator[None]:
+        """Make several subscription changes; watchers recompile their plans once, at the end.
+
+        ``attach`` and detaching use it, so a callback list costs one
+        recompilation per emitter rather than one per hook.
+
+        Example:
+            >>> from trainbus import Emitter, TrainBatchEnd
+            >>> bus = Bus()
+            >>> emitter = Emitter(bus)
+            >>> with bus.changes():
+            ...     first = bus.subscribe(TrainBatchEnd, print)
+            ...     second = bus.subscribe(TrainBatchEnd, repr)
+            >>> [s.name for s in bus.subscribers(TrainBatchEnd)]
+            ['builtins.print', 'builtins.repr']
+        """
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching and self._changed_in_batch:
+                self._changed_in_batch = False
+                self._tell_watchers()
+
     def _on_blinker_change(self, _signal: object, **_kwargs: Any) -> None:
         self._plans.clear()
+        if self._batching:
+            self._changed_in_batch = True
+        else:
+            self._tell_watchers()
+
+    def _tell_watchers(self) -> None:
         for watcher in list(self._watchers):
             watcher._plans_changed()
 

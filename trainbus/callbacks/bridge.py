@@ -95,8 +95,9 @@ class Attachment:
 
     def remove(self) -> None:
         """Detach every callback (idempotent)."""
-        for subscription in self.subscriptions:
-            subscription.remove()
+        with self.bus.changes():
+            for subscription in self.subscriptions:
+                subscription.remove()
         if self in self.bus._attachments:
             self.bus._attachments.remove(self)
 
@@ -115,6 +116,10 @@ def _flatten(callbacks: object) -> list[object]:
     if isinstance(callbacks, (list, tuple)):
         return [cb for item in callbacks for cb in _flatten(item)]
     return [] if callbacks is None else [callbacks]
+
+
+def _hook_name(callback: object, method: Callable[..., Any], event: type[Event]) -> str:
+    return f"{describe_callable(type(callback))}.{getattr(method, '__name__', event.hook)}"
 
 
 def attach(
@@ -152,18 +157,19 @@ def attach(
             raise ValueError(f"{callback!r} is already attached to this bus")
         attached.add(id(callback))
         plans.append((callback, hooks))
-    subscriptions = tuple(
-        bus.subscribe_hook(
-            event,
-            method,
-            sender=sender,
-            priority=priority,
-            on_error=on_error,
-            name=f"{describe_callable(type(callback))}.{getattr(method, '__name__', event.hook)}",
+    with bus.changes():
+        subscriptions = tuple(
+            bus.subscribe_hook(
+                event,
+                method,
+                sender=sender,
+                priority=priority,
+                on_error=on_error,
+                name=_hook_name(callback, method, event),
+            )
+            for callback, hooks in plans
+            for event, method in hooks
         )
-        for callback, hooks in plans
-        for event, method in hooks
-    )
     attachment = Attachment(bus, tuple(objects), subscriptions, sender)
     bus._attachments.append(attachment)
     return attachment
