@@ -169,3 +169,12 @@ def fit_callbacks(
     if verbose != 0 and not any(is_progbar(cb) for cb in present):
         chosen.append(ProgbarLogger())
     return FitCallbacks(chosen, found)
+
+
+def eval_callbacks(
+    callbacks: object, emitter: Emitter, *, verbose: int | str, adapter: str
+) -> list[object]:
+    """``callbacks`` and a progress bar, for ``evaluate``/``predict`` (no History, as Keras)."""
+    return fit_callbacks(
+        callbacks, emitter, verbose=verbose, adapter=adapter, history=False
+    ).callbacks

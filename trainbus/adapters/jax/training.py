@@ -63,6 +63,7 @@ from trainbus.adapters._fit import (
     check_epochs,
     check_reiterable,
     data_length,
+    eval_callbacks,
     fit_callbacks,
 )
 from trainbus.adapters.jax.model import JaxModel, PyTree
@@ -278,7 +279,9 @@ def evaluate(
     emitter = Emitter(
         bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
-    with emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter):
+    with emitter.bus.attach(
+        eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax"), sender=emitter
+    ):
         _test_loop(emitter, eval_step, handle, data)
     return dict(Logs(emitter.test_logs).items())
 
@@ -312,7 +315,9 @@ def predict(
         bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
     collected: list[Any] = []
-    with emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter):
+    with emitter.bus.attach(
+        eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax"), sender=emitter
+    ):
         for batch in emitter.predict_batches(data):
             outputs = predict_fn(handle.params, _inputs_of(batch))
             emitter.log(outputs=outputs)
@@ -365,12 +370,6 @@ def _inputs_of(batch: Any) -> Any:
     if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
         return batch[0]
     return batch
-
-
-def _run_callbacks(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
-    """``callbacks`` plus a progress bar, for evaluate and predict (no History, as Keras)."""
-    run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="jax", history=False)
-    return run.callbacks
 
 
 __all__ = [

@@ -50,6 +50,7 @@ from trainbus.adapters._fit import (
     check_epochs,
     check_reiterable,
     data_length,
+    eval_callbacks,
     fit_callbacks,
 )
 from trainbus.bus import Bus
@@ -249,7 +250,9 @@ def evaluate(
         bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
     with (
-        emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter),
+        emitter.bus.attach(
+            eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch"), sender=emitter
+        ),
         _eval_mode(module),
         torch.no_grad(),
     ):
@@ -292,7 +295,9 @@ def predict(
     )
     collected: list[Any] = []
     with (
-        emitter.bus.attach(_run_callbacks(callbacks, verbose, emitter), sender=emitter),
+        emitter.bus.attach(
+            eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch"), sender=emitter
+        ),
         _eval_mode(module),
         torch.no_grad(),
     ):
@@ -450,12 +455,6 @@ def _concat(parts: Sequence[Any]) -> Any:
     if isinstance(first, np.ndarray):
         return np.concatenate(list(parts))
     raise TypeError(f"predict() cannot concatenate model outputs of type {type(first).__name__}")
-
-
-def _run_callbacks(callbacks: object, verbose: int | str, emitter: Emitter) -> list[object]:
-    """``callbacks`` plus a progress bar, for evaluate and predict (no History, as Keras)."""
-    run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch", history=False)
-    return run.callbacks
 
 
 @contextmanager
