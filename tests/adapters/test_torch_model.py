@@ -429,6 +429,24 @@ def test_iterations_count_steps() -> None:
     assert model.optimizer.iterations == 5
 
 
+def test_every_facade_over_one_optimizer_shares_one_step_count() -> None:
+    net = make_net()
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    first = TorchModel(net, sgd)
+    train_steps(first, steps=3)
+    for _ in range(20):  # fit() wraps the optimizer anew on every call
+        again = TorchModel(net, sgd)
+    train_steps(again, steps=2)
+    assert first.optimizer is not None
+    assert again.optimizer is not None
+    assert first.optimizer.iterations == again.optimizer.iterations == 5
+    again.optimizer.iterations = 100  # what restoring a saved model does
+    assert first.optimizer.iterations == 100
+    # One counting hook on the torch optimizer, not one per facade: repeated fits stay as
+    # fast as the first.
+    assert len(sgd._optimizer_step_post_hooks) == 1
+
+
 def test_a_scheduler_keeps_owning_the_rate() -> None:
     net = make_net()
     sgd = torch.optim.SGD(net.parameters(), lr=1.0)

@@ -50,6 +50,7 @@ import io
 import json
 import math
 import os
+import weakref
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -94,9 +95,11 @@ class TorchOptimizer:
     value; closed-form ones (``LambdaLR``, ``OneCycleLR``...) recompute it
     from their ``base_lrs``.
 
-    ``iterations`` counts ``optimizer.step()`` calls made since this facade
-    was created (or restored by :meth:`TorchModel.load_weights`), via a step
-    post-hook; a step skipped by ``GradScaler`` is not counted.
+    ``iterations`` counts ``optimizer.step()`` calls made since the torch
+    optimizer was first wrapped (or restored by :meth:`TorchModel.load_weights`),
+    via one step post-hook per torch optimizer, shared by every facade over it
+    (``fit`` wraps it anew on every call); a step skipped by ``GradScaler`` is
+    not counted.
 
     Args:
         optimizer: Any ``torch.optim.Optimizer``.
@@ -108,14 +111,19 @@ class TorchOptimizer:
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         self.optimizer = optimizer
-        self.iterations = 0
+        self._steps = _step_counter(optimizer)
         # Keras's BackupAndRestore asks before loading weights; a torch optimizer builds
         # its state lazily, so it is always ready.
         self.built = True
-        self._hook = optimizer.register_step_post_hook(self._count_step)
 
-    def _count_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self.iterations += 1
+    @property
+    def iterations(self) -> int:
+        """``optimizer.step()`` calls counted so far (assignable, as a restore does)."""
+        return self._steps.count
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self._steps.count = int(value)
 
     @property
     def learning_rate(self) -> float:
@@ -162,6 +170,32 @@ class TorchOptimizer:
             f"TorchOptimizer({type(self.optimizer).__name__}, "
             f"learning_rate={self.learning_rate!r}, iterations={self.iterations})"
         )
+
+
+class _StepCounter:
+    """How many steps a torch optimizer has taken; its post-hook adds one per step."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.count += 1
+
+
+# One counter (and one hook) per torch optimizer, however many facades wrap it.
+_STEP_COUNTERS: weakref.WeakKeyDictionary[torch.optim.Optimizer, _StepCounter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _step_counter(optimizer: torch.optim.Optimizer) -> _StepCounter:
+    counter = _STEP_COUNTERS.get(optimizer)
+    if counter is None:
+        counter = _STEP_COUNTERS[optimizer] = _StepCounter()
+        optimizer.register_step_post_hook(counter)
+    return counter
 
 
 def unwrap(module: nn.Module) -> nn.Module:
