@@ -14,7 +14,12 @@ bookkeeping:
    atomically, with fsync), CSVLogger and ProgbarLogger drawing into a buffer.
 
 The loss values are NumPy scalars by default (``--values torch`` uses 0-d torch tensors, which
-the epoch mean then stacks on the "device"). It reports trainbus's extra CPU time per step
+the epoch mean then stacks on the "device").
+
+``--values jax`` measures the JAX adapter instead: a jitted step on tiny arrays (so it costs
+little), run by a bare loop (keeps each step's loss, one epoch mean fetched per epoch) and by
+:func:`trainbus.adapters.jax.fit` with the same five callbacks; the difference is what ``fit``
+and the callbacks add per step. It reports trainbus's extra CPU time per step
 (median over interleaved rounds) and what that is as a fraction of a 1 ms step, with the
 per-epoch part (checkpoint, CSV row, means) amortized over ``--steps`` steps per epoch.
 
@@ -22,6 +27,7 @@ Usage::
 
     python benchmarks/step_overhead.py                 # ~20 s
     python benchmarks/step_overhead.py --steps 1000 --values torch
+    python benchmarks/step_overhead.py --values jax      # the JAX adapter's fit
 """
 
 from __future__ import annotations
@@ -92,20 +98,66 @@ def trainbus_run(batches: list[Any], epochs: int, workdir: Path) -> Callable[[],
     return run
 
 
+def jax_runs(steps: int, epochs: int, workdir: Path) -> dict[str, Callable[[], None]]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from trainbus.adapters.jax import JaxModel, fit
+
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+
+    @jax.jit
+    def train_step(params: Any, opt_state: Any, batch: Any) -> Any:
+        loss, grads = jax.value_and_grad(lambda p: jnp.mean((batch @ p["w"]) ** 2))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, {"loss": loss}
+
+    batches = [jnp.full((2, 4), i / steps) for i in range(steps)]
+    initial = {"w": jnp.zeros((4, 1))}
+
+    def bare() -> None:
+        params, opt_state = initial, tx.init(initial)
+        for _ in range(epochs):
+            losses = []
+            for batch in batches:
+                params, opt_state, logs = train_step(params, opt_state, batch)
+                losses.append(logs["loss"])
+            float(jnp.stack(losses).mean())
+
+    model = JaxModel(initial, tx)
+    callbacks = [
+        History(),
+        EarlyStopping(monitor="loss", patience=10**9),
+        ModelCheckpoint(str(workdir / "ckpt-{epoch:03d}.npz")),
+        CSVLogger(workdir / "log.csv"),
+        ProgbarLogger(stream=io.StringIO(), force=True),
+    ]
+    bus = Bus()
+
+    def with_fit() -> None:
+        fit(train_step, model, batches, epochs=epochs, callbacks=callbacks, verbose=1, bus=bus)
+
+    return {"plain": bare, "trainbus": with_fit}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps per epoch (default 200)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--values", choices=("numpy", "torch"), default="numpy")
+    parser.add_argument("--values", choices=("numpy", "torch", "jax"), default="numpy")
     args = parser.parse_args(argv)
 
-    batches = loss_values(args.values, args.steps)
     with tempfile.TemporaryDirectory() as folder:
-        runs = {
-            "plain": plain_run(batches, args.epochs),
-            "trainbus": trainbus_run(batches, args.epochs, Path(folder)),
-        }
+        if args.values == "jax":
+            runs = jax_runs(args.steps, args.epochs, Path(folder))
+        else:
+            batches = loss_values(args.values, args.steps)
+            runs = {
+                "plain": plain_run(batches, args.epochs),
+                "trainbus": trainbus_run(batches, args.epochs, Path(folder)),
+            }
         for run in runs.values():
             run()  # warm-up
         times: dict[str, list[float]] = {name: [] for name in runs}
@@ -121,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = [(t - p) / steps for t, p in zip(times["trainbus"], times["plain"], strict=True)]
     per_step = statistics.median(extra)
     print(
-        f"{args.epochs} epochs x {args.steps} steps, {args.values} loss values, "
+        f"{args.epochs} epochs x {args.steps} steps, {args.values} loss values"
+        f"{' (a jitted step; trainbus = jax fit)' if args.values == 'jax' else ''}, "
         f"{args.rounds} interleaved rounds, process CPU time"
     )
     for name, values in times.items():
