@@ -1098,3 +1098,77 @@ def test_a_keras_style_epoch_callback_converts_what_it_reads(conversions: list[s
 
     assert reader.losses == [1.5, 1.5, 1.5]
     assert conversions == ["item"] * 3
+
+
+# -- evaluation() / prediction(): a standalone run that knows how it ended -----------------
+
+
+def run_and_raise_at(emitter: Emitter, which: str, data: list[int], bad: int) -> None:
+    block = emitter.evaluation(data) if which == "test" else emitter.prediction(data)
+    with block as batches:
+        for batch in batches:
+            if batch == bad:
+                raise ValueError(f"bad batch {batch}")
+
+
+@pytest.mark.parametrize("which", ["test", "predict"])
+def test_a_standalone_run_left_by_an_exception_ends_with_aborted(which: str) -> None:
+    bus = Bus()
+    events = record(bus)
+    emitter = Emitter(bus)
+    with pytest.raises(ValueError, match="bad batch 1"):
+        run_and_raise_at(emitter, which, [0, 1, 2], bad=1)
+    title = which.capitalize()
+    assert names(events) == [
+        f"{title}Begin",
+        f"{title}BatchBegin",
+        f"{title}BatchEnd",
+        f"{title}BatchBegin",
+        "Aborted",
+    ]
+    aborted = events[-1]
+    assert aborted.phase == which
+    assert aborted.error == "ValueError: bad batch 1"
+    assert emitter.state == "idle"  # usable again
+    with emitter.evaluation([0]) as batches:
+        assert list(batches) == [0]
+    assert names(events)[-1] == "TestEnd"
+
+
+def test_leaving_an_evaluation_with_break_ends_it_normally() -> None:
+    bus = Bus()
+    events = record(bus)
+    emitter = Emitter(bus)
+    with emitter.evaluation([0, 1, 2]) as batches:
+        for batch in batches:
+            emitter.log(loss=float(batch))
+            if batch == 1:
+                break
+    assert names(events) == [
+        "TestBegin",
+        "TestBatchBegin",
+        "TestBatchEnd",
+        "TestBatchBegin",
+        "TestBatchEnd",
+        "TestEnd",
+    ]
+    assert events[-1].logs["loss"] == 0.5
+
+
+def test_an_exception_in_validation_aborts_the_training_run_once() -> None:
+    bus = Bus()
+    events = record(bus)
+    emitter = Emitter(bus)
+
+    def train() -> None:
+        with emitter.training(epochs=2) as epochs:
+            for _ in epochs:
+                for _batch in emitter.batches([0, 1]):
+                    emitter.log(loss=1.0)
+                run_and_raise_at(emitter, "test", [0, 1], bad=0)
+
+    with pytest.raises(ValueError, match="bad batch 0"):
+        train()
+    assert names(events)[-3:] == ["TestBegin", "TestBatchBegin", "Aborted"]
+    assert of(events, Aborted)[0].phase == "train"
+    assert "TrainEnd" not in names(events)

@@ -958,6 +958,54 @@ class Emitter:
         )
         self.on_predict_end()
 
+    @contextmanager
+    def evaluation(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[Iterator[T]]:
+        """:meth:`test_batches` in a block that knows how it ended.
+
+        A generator cannot tell a ``break`` from an exception, so a standalone
+        evaluation left by an exception would end with ``TestEnd``. In this
+        block it ends with :class:`Aborted` instead (no ``TestEnd``, as in
+        Keras) and the exception propagates; leaving early with ``break`` ends
+        the run normally. Inside :meth:`training`, the training run is aborted
+        as usual.
+
+        Example:
+            >>> from trainbus import Bus, Event
+            >>> bus = Bus()
+            >>> names = []
+            >>> _ = bus.subscribe(Event, lambda event: names.append(type(event).__name__))
+            >>> emitter = Emitter(bus)
+            >>> try:
+            ...     with emitter.evaluation([1, 2, 3]) as batches:
+            ...         for batch in batches:
+            ...             if batch == 2:
+            ...                 raise ValueError("bad batch")
+            ... except ValueError:
+            ...     pass
+            >>> names
+            ['TestBegin', 'TestBatchBegin', 'TestBatchEnd', 'TestBatchBegin', 'Aborted']
+        """
+        with self._standalone_run(self.test_batches(data, steps=steps)) as batches:
+            yield batches
+
+    @contextmanager
+    def prediction(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[Iterator[T]]:
+        """:meth:`predict_batches` in a block that knows how it ended (see :meth:`evaluation`)."""
+        with self._standalone_run(self.predict_batches(data, steps=steps)) as batches:
+            yield batches
+
+    @contextmanager
+    def _standalone_run(self, batches: Iterator[T]) -> Iterator[Iterator[T]]:
+        try:
+            yield batches
+        except BaseException as error:
+            # Abort while the generator is still open, so that closing it sends nothing.
+            if self._outer == IDLE and self._state != IDLE:
+                self.abort(error)
+            raise
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+
     def _run_batches(
         self, data: Iterable[T], steps: int | None, begin: Any, end: Any
     ) -> Iterator[T]:

@@ -489,3 +489,46 @@ def test_bad_arguments_are_named() -> None:
 def test_import_trainbus_does_not_import_torch() -> None:
     code = "import sys, trainbus; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class FailsOnSecondCall(nn.Module):
+    """A linear layer whose second forward pass raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.calls = 0
+
+    def forward(self, inputs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("out of memory")
+        return self.linear(inputs)
+
+
+@pytest.mark.parametrize("entry", ["evaluate", "predict"])
+def test_a_failing_evaluate_or_predict_ends_with_aborted_not_a_normal_end(entry: str) -> None:
+    _, data = small_problem(3)
+    calls: list[str] = []
+
+    class Watcher(Callback):
+        def on_test_end(self, logs: Any = None) -> None:
+            calls.append("test_end")
+
+        def on_predict_end(self, logs: Any = None) -> None:
+            calls.append("predict_end")
+
+        def on_aborted(self, phase: str, error: str, logs: Any = None) -> None:
+            calls.append(f"aborted {phase}: {error}")
+
+    module = FailsOnSecondCall()
+    run = (
+        functools.partial(evaluate, module, F.cross_entropy)
+        if entry == "evaluate"
+        else functools.partial(predict, module)
+    )
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(data, callbacks=[Watcher()], verbose=0, bus=Bus())
+    phase = "test" if entry == "evaluate" else "predict"
+    assert calls == [f"aborted {phase}: RuntimeError: out of memory"]
+    assert module.training  # the mode is put back after the failure too

@@ -315,10 +315,13 @@ def predict(
         bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
     collected: list[Any] = []
-    with emitter.bus.attach(
-        eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax"), sender=emitter
+    with (
+        emitter.bus.attach(
+            eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax"), sender=emitter
+        ),
+        emitter.prediction(data) as batches,
     ):
-        for batch in emitter.predict_batches(data):
+        for batch in batches:
             outputs = predict_fn(handle.params, _inputs_of(batch))
             emitter.log(outputs=outputs)
             collected.append(outputs)
@@ -332,12 +335,13 @@ def predict(
 
 def _test_loop(emitter: Emitter, eval_step: EvalStep, model: JaxModel, data: Iterable[Any]) -> None:
     """One evaluation run."""
-    for batch in emitter.test_batches(data):
-        logs = eval_step(model.params, batch)
-        try:
-            emitter.log(**logs)
-        except TypeError as error:
-            raise _bad_result("eval_step", logs, None) from error
+    with emitter.evaluation(data) as batches:
+        for batch in batches:
+            logs = eval_step(model.params, batch)
+            try:
+                emitter.log(**logs)
+            except TypeError as error:
+                raise _bad_result("eval_step", logs, None) from error
 
 
 def _check_model(model: object) -> JaxModel:

@@ -300,8 +300,9 @@ def predict(
         ),
         _eval_mode(module),
         torch.no_grad(),
+        emitter.prediction(data) as batches,
     ):
-        for batch in emitter.predict_batches(data):
+        for batch in batches:
             outputs = module(_to_device(_inputs_of(batch), device))
             emitter.log(outputs=outputs)
             collected.append(outputs)
@@ -322,11 +323,12 @@ def _test_loop(
     device: torch.device | None,
 ) -> None:
     """One evaluation run (call under ``torch.no_grad()``)."""
-    for batch in emitter.test_batches(data):
-        inputs, targets = _to_device(_split_batch(batch), device)
-        outputs = module(inputs)
-        loss = loss_fn(outputs, targets)
-        emitter.log(loss=loss.detach(), **_metric_values(metric_fns, outputs, targets))
+    with emitter.evaluation(data) as batches:
+        for batch in batches:
+            inputs, targets = _to_device(_split_batch(batch), device)
+            outputs = module(inputs)
+            loss = loss_fn(outputs, targets)
+            emitter.log(loss=loss.detach(), **_metric_values(metric_fns, outputs, targets))
 
 
 def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) -> dict[str, Any]:
