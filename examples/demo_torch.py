@@ -21,6 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# keras chooses its backend once, when first imported, and defaults to TensorFlow.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -29,10 +33,6 @@ from sklearn.preprocessing import StandardScaler
 from trainbus import Bus, EpochEnd
 from trainbus.adapters.torch import TorchModel, evaluate, fit
 from trainbus.callbacks import CSVLogger, ModelCheckpoint, ReduceLROnPlateau
-
-# keras chooses its backend once, when first imported, and defaults to TensorFlow.
-os.environ.setdefault("KERAS_BACKEND", "torch")
-import keras
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 

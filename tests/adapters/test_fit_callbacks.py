@@ -68,3 +68,10 @@ def test_keras_callbacks_that_need_keras_fit_are_refused(callback: type, why: st
     with pytest.raises(TypeError, match="cannot be used with the trainbus torch adapter") as info:
         fit_callbacks([callback()], Emitter(Bus()), verbose=0, adapter="torch")
     assert why in str(info.value)
+
+
+def test_with_two_histories_the_last_is_returned_as_keras_does() -> None:
+    first, last = History(), keras.callbacks.History()
+    run = fit_callbacks([first, last], Emitter(Bus()), verbose=0, adapter="torch")
+    assert run.callbacks == [first, last]
+    assert run.history is last

@@ -327,3 +327,13 @@ def test_constructor_errors() -> None:
         JaxModel(init_params(), "adam")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one array"):
         JaxModel({})
+
+
+def test_an_optimizer_state_laid_out_differently_is_refused(tmp_path: Path) -> None:
+    params = {"w": jnp.float32(1.0)}  # scalar leaves: the two layouts have equal shapes
+    rate = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    saved = JaxModel(params, optax.chain(rate, optax.scale_by_rms()))
+    saved.save(tmp_path / "model.npz")
+    other = JaxModel(params, optax.chain(optax.scale_by_rms(), rate))  # same leaves, reordered
+    with pytest.raises(ValueError, match="optimizer state is laid out differently"):
+        other.load_weights(tmp_path / "model.npz")

@@ -562,6 +562,16 @@ def test_mean_of_arrays() -> None:
     assert float(mean_of_arrays([jnp.int32(i % 3) for i in range(70)])) == pytest.approx(69 / 70)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_epoch_means_neither_overflow_nor_round_away(dtype: Any) -> None:
+    # 3000 float16 losses of 30 sum to 90000, past float16's largest value (65504).
+    mean = mean_of_arrays([jnp.asarray(30.0, dtype)] * 3000)
+    assert float(mean) == 30.0
+    values = [jnp.asarray(1.0 + (i % 7) / 64, dtype) for i in range(2000)]
+    exact = np.mean([float(value) for value in values])
+    assert float(mean_of_arrays(values)) == pytest.approx(exact, rel=1e-6)
+
+
 def test_bad_arguments_are_named() -> None:
     train, val = digits()
     train_step, _eval_step = steps(SGD)
@@ -579,6 +589,17 @@ def test_bad_arguments_are_named() -> None:
     two = lambda params, state, batch: (params, state)  # noqa: E731
     with pytest.raises(TypeError, match=r"train_step must return \(params, opt_state, logs\)"):
         fit(two, model, train, epochs=1, verbose=0, bus=Bus())
+    # A step whose logs are not a dict: refused before the model takes its params.
+    before = model.get_weights()
+    no_logs = lambda params, state, batch: (  # noqa: E731
+        jax.tree_util.tree_map(lambda leaf: leaf + 1, params),
+        state,
+        ["loss"],
+    )
+    with pytest.raises(TypeError, match=r"train_step must return \(params, opt_state, logs\)"):
+        fit(no_logs, model, train, epochs=1, verbose=0, bus=Bus())
+    for kept, weights in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, weights)
     with pytest.raises(TypeError, match="eval_step must return a dict"):
         evaluate(lambda params, batch: 1.0, model, val, verbose=0, bus=Bus())
     with pytest.raises(ValueError, match="no batches"):

@@ -5,10 +5,14 @@ Each case runs in a fresh interpreter, since this test process has keras loaded 
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +22,7 @@ pytest.importorskip("keras")
 
 def run_python(code: str, **env: str | None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    environment["KERAS_HOME"] = tempfile.mkdtemp()  # no keras.json unless a test writes one
     environment.update({k: v for k, v in env.items() if v is not None})
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -35,6 +40,39 @@ def test_importing_the_torch_adapter_first_makes_keras_run_on_torch() -> None:
         import keras
         print(keras.config.backend())
         """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["torch"]
+
+
+def test_a_backend_chosen_in_keras_json_is_left_alone(tmp_path: Path) -> None:
+    pytest.importorskip("jax")
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    result = run_python(
+        """
+        import trainbus.adapters.torch
+        import keras
+        print(keras.config.backend())
+        """,
+        KERAS_HOME=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["jax"]
+
+
+def test_keras_json_s_default_tensorflow_is_replaced_when_tensorflow_is_missing(
+    tmp_path: Path,
+) -> None:
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("tensorflow is installed: keras.json's tensorflow backend can run")
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
+    result = run_python(
+        """
+        import trainbus.adapters.torch
+        import keras
+        print(keras.config.backend())
+        """,
+        KERAS_HOME=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["torch"]

@@ -19,12 +19,15 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from trainbus.callbacks.bridge import flatten_callbacks
 from trainbus.callbacks.history import History
 from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.emitter import Emitter
@@ -48,13 +51,33 @@ class FitCallbacks:
 def prefer_keras_backend(backend: str) -> None:
     """Make ``backend`` keras's backend if keras is imported later and none was chosen.
 
-    Keras reads ``KERAS_BACKEND`` once, when it is first imported, and falls
-    back to TensorFlow. Importing an adapter sets the variable (only when it
-    is unset and keras is not loaded yet), so ``import keras`` after the
-    adapter runs keras on the adapter's framework.
+    Keras reads its backend once, when it is first imported: ``KERAS_BACKEND``,
+    else the ``backend`` of ``keras.json`` (in ``$KERAS_HOME`` or
+    ``~/.keras``), else TensorFlow. Importing an adapter sets ``KERAS_BACKEND``
+    when keras is not loaded yet, the variable is unset, and ``keras.json``
+    names no backend that can run (keras writes ``"tensorflow"`` there by
+    default; it is kept only if TensorFlow is installed). So ``import keras``
+    after the adapter runs on the adapter's framework unless you chose another.
     """
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", backend)
+    if "keras" in sys.modules or "KERAS_BACKEND" in os.environ:
+        return
+    configured = _configured_keras_backend()
+    if configured is not None and (
+        configured != "tensorflow" or importlib.util.find_spec("tensorflow") is not None
+    ):
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def _configured_keras_backend() -> str | None:
+    """The ``backend`` in keras's ``keras.json``, if there is one."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as file:
+            backend = json.load(file).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) else None
 
 
 def check_epochs(epochs: object) -> int:
@@ -79,15 +102,6 @@ def data_length(data: Iterable[Any]) -> int | None:
         return len(data)  # type: ignore[arg-type]
     except TypeError:
         return None
-
-
-def flatten_callbacks(callbacks: object) -> list[object]:
-    """One callback, ``None``, or (nested) lists and tuples of them, as a flat list."""
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, (list, tuple)):
-        return [cb for item in callbacks for cb in flatten_callbacks(item)]
-    return [callbacks]
 
 
 # Keras built-ins that cannot run outside Keras's own fit, by (module, class name).
@@ -155,14 +169,15 @@ def fit_callbacks(
     History (trainbus's or Keras's) is given or already attached to the
     emitter's bus; then a :class:`~trainbus.callbacks.ProgbarLogger` unless
     ``verbose`` is 0 or one (trainbus's or Keras's) is present. The History
-    returned is the first one found (Keras returns the given one too).
+    returned is the last one found, as in Keras (its ``fit`` keeps the last
+    ``History`` of the list).
     """
     chosen = flatten_callbacks(callbacks)
     check_portable(chosen, adapter)
     present = [*chosen, *emitter.bus.callbacks(emitter)]
     found: HistoryLike | None = None
     if history:
-        found = next((cast(HistoryLike, cb) for cb in present if is_history(cb)), None)
+        found = next((cast(HistoryLike, cb) for cb in reversed(present) if is_history(cb)), None)
         if found is None:
             found = History()
             chosen.append(found)

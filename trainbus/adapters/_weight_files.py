@@ -164,6 +164,16 @@ def h5py_module() -> ModuleType:
     return import_optional("h5py", needed_by=".h5/.weights.h5 files", install="pip install h5py")
 
 
+def _write_datasets(root: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """One dataset per array; a ``/`` in a name makes groups, which list in insertion order."""
+    for name, array in arrays.items():
+        parent = root
+        *groups, leaf = name.split("/")
+        for part in groups:
+            parent = parent[part] if part in parent else parent.create_group(part, track_order=True)
+        parent.create_dataset(leaf, data=np.asarray(array))
+
+
 def _write_h5(
     handle: IO[bytes],
     arrays: Mapping[str, np.ndarray],
@@ -176,12 +186,9 @@ def _write_h5(
     with h5py.File(buffer, "w", track_order=True) as file:
         file.attrs[MARKER] = FORMAT_VERSION
         file.attrs[H5_METADATA] = json.dumps(dict(metadata))
-        for name, array in arrays.items():
-            file.create_dataset(name, data=np.asarray(array))
+        _write_datasets(file, arrays)
         if extras:
-            group = file.create_group(EXTRAS, track_order=True)
-            for name, array in extras.items():
-                group.create_dataset(name, data=np.asarray(array))
+            _write_datasets(file.create_group(EXTRAS, track_order=True), extras)
     handle.write(buffer.getvalue())
 
 

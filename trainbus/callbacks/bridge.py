@@ -112,9 +112,10 @@ class Attachment:
         return f"<Attachment [{names}]: {len(self.subscriptions)} hooks>"
 
 
-def _flatten(callbacks: object) -> list[object]:
+def flatten_callbacks(callbacks: object) -> list[object]:
+    """One callback, ``None``, or (nested) lists and tuples of them, as a flat list."""
     if isinstance(callbacks, (list, tuple)):
-        return [cb for item in callbacks for cb in _flatten(item)]
+        return [cb for item in callbacks for cb in flatten_callbacks(item)]
     return [] if callbacks is None else [callbacks]
 
 
@@ -143,7 +144,7 @@ def attach(
         TypeError: an object has neither ``set_model`` nor any hook method.
         ValueError: an object is already attached to this bus.
     """
-    objects = _flatten(callbacks)
+    objects = flatten_callbacks(callbacks)
     attached = {id(cb) for cb in bus.callbacks(sender)}
     plans: list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]] = []
     for callback in objects:

@@ -1,9 +1,10 @@
 """The JAX adapter: a model handle and Keras-style ``fit``/``evaluate``/``predict``.
 
 Importing this package imports jax and optax; ``import trainbus`` never does.
-If keras is not imported yet and ``KERAS_BACKEND`` is unset, it sets
-``KERAS_BACKEND=jax``, so a later ``import keras`` runs keras's callbacks on
-JAX (keras would otherwise look for TensorFlow).
+If keras is not imported yet, ``KERAS_BACKEND`` is unset and ``keras.json``
+names no backend that can run, it sets ``KERAS_BACKEND=jax``, so a later
+``import keras`` runs keras's callbacks on JAX (keras would otherwise look
+for TensorFlow).
 
 * :class:`JaxModel`: :class:`~trainbus.ModelHandle` over a params pytree and an
   optax optimizer state, with ``.npz``, ``.weights.h5`` and ``.keras`` files.

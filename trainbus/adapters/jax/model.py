@@ -319,7 +319,15 @@ class JaxModel:
                     f"{where}: the file's optimizer state has {len(stored.extras)} arrays, "
                     f"this model's has {len(state_leaves)} (a different optimizer?)"
                 )
-            state_names = [_OPTIMIZER_PREFIX + n for n in _names(self.opt_state, "state")]
+            own_names = _names(self.opt_state, "state")
+            saved_names = stored.metadata["optimizer_leaves"]
+            if saved_names != own_names:
+                differ = [(s, o) for s, o in zip(saved_names, own_names) if s != o]
+                raise ValueError(
+                    f"{where}: the file's optimizer state is laid out differently from this "
+                    f"model's (a different optimizer?): first difference {differ[:1]}"
+                )
+            state_names = [_OPTIMIZER_PREFIX + n for n in own_names]
             new_state = jax.tree_util.tree_unflatten(
                 state_def,
                 _replace_leaves(state_leaves, saved, state_names, where, keep_dtype=False),

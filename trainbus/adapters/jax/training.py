@@ -108,9 +108,9 @@ shape and dtype serves every epoch length."""
 @jax.jit
 def _chunk_sum(values: list[jax.Array]) -> jax.Array:
     stacked = jnp.stack(values)
-    if not jnp.issubdtype(stacked.dtype, jnp.inexact):
-        stacked = stacked.astype(jnp.float32)
-    return stacked.sum(axis=0)
+    # Integers and booleans average as floats; half precision would overflow or round away
+    # the sum of an epoch, so the sums run in at least float32.
+    return stacked.astype(jnp.promote_types(stacked.dtype, jnp.float32)).sum(axis=0)
 
 
 def _device_sum(values: list[jax.Array]) -> jax.Array:
@@ -135,8 +135,9 @@ def mean_of_arrays(values: list[Any]) -> Any:
     A jitted ``jnp.stack(chunk).sum(0)`` per 32 values (the last chunk
     zero-padded, so it is compiled once per shape and dtype, whatever the
     epoch length), the partial sums added, one division: about one dispatch
-    per 30 values instead of one per value, and no wait for the device. Integer and
-    boolean arrays are averaged as ``float32``; values that cannot be stacked
+    per 30 values instead of one per value, and no wait for the device. The sums
+    run in at least ``float32``: integer, boolean and half-precision
+    (``float16``, ``bfloat16``) values give a ``float32`` mean; values that cannot be stacked
     (other shapes, a mix of arrays and numbers) fall back to
     ``sum(values) / len(values)``.
 
@@ -203,7 +204,7 @@ def fit(
         bus: Where events go; the :func:`~trainbus.default_bus` if omitted.
 
     Returns:
-        The run's History: the first one in ``callbacks`` if given, else a new
+        The run's History: the last one in ``callbacks`` if given, else a new
         trainbus :class:`~trainbus.callbacks.History`.
 
     Raises:
@@ -243,12 +244,12 @@ def fit(
         for _ in epoch_indices:
             for batch in emitter.batches(train_data):
                 result = train_step(handle.params, handle.opt_state, batch)
-                try:
+                try:  # before the model is updated: a malformed result changes nothing
                     params, opt_state, logs = result
-                    update(params, opt_state)
                     log(**logs)
                 except (TypeError, ValueError) as error:
                     raise _bad_result("train_step", result, 3) from error
+                update(params, opt_state)
             if validation_data is not None:
                 assert eval_step is not None
                 _test_loop(emitter, eval_step, handle, validation_data)

@@ -1,9 +1,10 @@
 """The PyTorch adapter: a model handle and Keras-style ``fit``/``evaluate``/``predict``.
 
-Importing this package imports torch; ``import trainbus`` never does. If keras
-is not imported yet and ``KERAS_BACKEND`` is unset, it sets
-``KERAS_BACKEND=torch``, so a later ``import keras`` runs keras's callbacks on
-torch (keras would otherwise look for TensorFlow).
+Importing this package imports torch; ``import trainbus`` never does.
+If keras is not imported yet, ``KERAS_BACKEND`` is unset and ``keras.json``
+names no backend that can run, it sets ``KERAS_BACKEND=torch``, so a later
+``import keras`` runs keras's callbacks on torch (keras would otherwise look
+for TensorFlow).
 
 * :class:`TorchModel`: :class:`~trainbus.ModelHandle` over an ``nn.Module``
   (``DataParallel``/``DistributedDataParallel`` unwrapped), with ``.pt``,

@@ -169,7 +169,7 @@ def fit(
             Typed subscribers on it see this run's events.
 
     Returns:
-        The run's History: the first one in ``callbacks`` (trainbus's
+        The run's History: the last one in ``callbacks`` (trainbus's
         :class:`~trainbus.callbacks.History` or ``keras.callbacks.History``) if
         given, else a new trainbus ``History`` (added after ``callbacks``, then
         the progress bar, as Keras does).
