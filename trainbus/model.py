@@ -9,6 +9,7 @@ every framework.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +26,26 @@ class OptimizerHandle(Protocol):
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None: ...
+
+
+def checked_learning_rate(value: object) -> float:
+    """``value`` as the float an optimizer handle stores; ``ValueError`` unless finite and >= 0.
+
+    Example:
+        >>> checked_learning_rate(1e-3)
+        0.001
+        >>> checked_learning_rate("fast")
+        Traceback (most recent call last):
+        ...
+        ValueError: learning_rate must be a finite float >= 0, got 'fast'
+    """
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}") from None
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}")
+    return rate
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -63,8 +63,13 @@ class WeightFile:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def file_kind(path: str | os.PathLike[str], owner: str) -> str:
+def file_kind(
+    path: str | os.PathLike[str], owner: str, supported: Sequence[str] = EXTENSIONS
+) -> str:
     """``"npz"``, ``"h5"`` or ``"keras"``, from the extension; a ``ValueError`` naming ``owner``.
+
+    ``supported`` is what the error lists (an owner that handles more extensions
+    itself names them too).
 
     Example:
         >>> file_kind("best.weights.h5", "JaxModel")
@@ -78,7 +83,7 @@ def file_kind(path: str | os.PathLike[str], owner: str) -> str:
     if name.endswith(".npz"):
         return "npz"
     raise ValueError(
-        f"unsupported file extension for {owner}: {str(path)!r}; supported: {', '.join(EXTENSIONS)}"
+        f"unsupported file extension for {owner}: {str(path)!r}; supported: {', '.join(supported)}"
     )
 
 

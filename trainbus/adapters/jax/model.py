@@ -36,7 +36,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import math
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -46,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trainbus.adapters import _weight_files as files
+from trainbus.model import checked_learning_rate
 
 # optax ships no type information (no py.typed): typed here through a protocol.
 optax: Any = importlib.import_module("optax")
@@ -126,12 +126,7 @@ class JaxOptimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        try:
-            rate = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}") from None
-        if not math.isfinite(rate) or rate < 0:
-            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}")
+        rate = checked_learning_rate(value)
         for state in self._require_injected():
             if "learning_rate" in getattr(state, "hyperparams_states", {}):
                 raise ValueError(

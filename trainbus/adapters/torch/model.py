@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import weakref
 import zipfile
@@ -60,8 +59,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainbus.adapters._weight_files import h5py_module, write_npz
+from trainbus.adapters._weight_files import file_kind, h5py_module, write_npz
 from trainbus.io import atomic_write
+from trainbus.model import checked_learning_rate
 
 FORMAT_VERSION = 1
 SUPPORTED_EXTENSIONS = (".pt", ".pth", ".weights.h5", ".h5", ".keras", ".npz")
@@ -132,12 +132,7 @@ class TorchOptimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        try:
-            rate = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}") from None
-        if not math.isfinite(rate) or rate < 0:
-            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}")
+        rate = checked_learning_rate(value)
         for group in self.optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(rate)
@@ -434,19 +429,9 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 
 def _kind(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith((".pt", ".pth")):
+    if path.name.lower().endswith((".pt", ".pth")):
         return "pt"
-    if name.endswith(".h5"):  # .weights.h5 included
-        return "h5"
-    if name.endswith(".keras"):
-        return "keras"
-    if name.endswith(".npz"):
-        return "npz"
-    raise ValueError(
-        f"unsupported file extension for TorchModel: {str(path)!r}; "
-        f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-    )
+    return file_kind(path, "TorchModel", SUPPORTED_EXTENSIONS)
 
 
 def _strip_prefix(stored: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
