@@ -26,8 +26,9 @@ callbacks are called with their hook arguments directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from numbers import Real
 from typing import Any, TypeVar
 
 from trainbus.bus import HOOKS, MIXED, TYPED, Bus, Plan
@@ -170,7 +171,9 @@ class Emitter:
         "_tbe_route",
         "_train_kept",
         "_train_last",
+        "_train_weights",
         "_val_logs",
+        "_weights",
         "bus",
         "epoch",
         "epoch_logs",
@@ -236,6 +239,9 @@ class Emitter:
         self._chunk_logs: Any = None
         self._kept: list[Mapping[str, Any]] = []  # this run's batch logs, for the means
         self._train_kept: list[Mapping[str, Any]] = []
+        # Samples per kept batch, when the loop gives them (samples=): the means weigh by them.
+        self._weights: list[float] = []
+        self._train_weights: list[float] = []
         self._prev_logs: Any = None  # the last batch's logs object, to spot a reused dict
         self._val_logs: dict[str, Any] = {}
         self._extra_logs: dict[str, Any] = {}  # logged outside any batch
@@ -400,6 +406,7 @@ class Emitter:
         self._run_steps = self.params.get("steps")
         self._train_kept = []
         self._kept = self._train_kept
+        self._weights = self._train_weights = []
         self._val_logs = {}
         self._extra_logs = {}
         plan = self._p_epoch_begin
@@ -415,7 +422,7 @@ class Emitter:
                 f"expected on_epoch_end({self.epoch})"
             )
         self._flush_chunk(TrainBatchEnd)
-        epoch_logs = means(self._train_kept)
+        epoch_logs = _weighted_means(self._train_kept, self._train_weights, f"epoch {epoch}")
         epoch_logs.update(self._val_logs)
         epoch_logs.update(self._extra_logs)
         if logs:
@@ -485,8 +492,15 @@ class Emitter:
         else:
             self._send_batch(plan, TrainBatchBegin, batch, 1, logs)
 
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """A training batch ended; ``logs`` count toward the epoch means."""
+    def on_train_batch_end(
+        self, batch: int, logs: Mapping[str, Any] | None = None, *, samples: float | None = None
+    ) -> None:
+        """A training batch ended; ``logs`` count toward the epoch means.
+
+        ``samples`` (not in Keras's signature): how many samples the batch had.
+        Given for every batch of an epoch, the epoch means weigh each batch by it,
+        as Keras's loss tracker does; given for none, every batch counts once.
+        """
         if self._state != TRAIN_BATCH or batch < self._batch:
             self._bad_batch_end(TRAIN_BATCH, "train", batch)
         self._state = EPOCH
@@ -497,6 +511,8 @@ class Emitter:
             # that refills one dict): those are copied, so every batch's values survive.
             kept.append(dict(raw_items(logs)) if logs is self._prev_logs or not kept else logs)
             self._prev_logs = logs
+            if samples is not None:
+                self._train_weights.append(_checked_samples(samples))
         route = self._tbe_route
         if not route:  # _QUIET: nobody listens (and no chunks)
             self.step += batch - self._batch + 1
@@ -640,7 +656,7 @@ class Emitter:
         """
         self._expect(TESTING, "on_test_end()")
         self._flush_chunk(TestBatchEnd)
-        results = means(self._kept)
+        results = _weighted_means(self._kept, self._weights, "the evaluation")
         results.update(self._extra_logs)
         if logs:
             results.update(raw_items(logs))
@@ -658,12 +674,19 @@ class Emitter:
             self._bad_batch_begin(TESTING, "test", batch)
         self._open_batch(TEST_BATCH, batch, self._p_test_batch_begin, TestBatchBegin, logs)
 
-    def on_test_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """An evaluation batch ended; ``logs`` count toward the results."""
+    def on_test_batch_end(
+        self, batch: int, logs: Mapping[str, Any] | None = None, *, samples: float | None = None
+    ) -> None:
+        """An evaluation batch ended; ``logs`` count toward the results.
+
+        ``samples`` weighs the batch in the results, as for :meth:`on_train_batch_end`.
+        """
         if self._state != TEST_BATCH or batch < self._batch:
             self._bad_batch_end(TEST_BATCH, "test", batch)
         if logs:
             self._kept.append(dict(raw_items(logs)))
+            if samples is not None:
+                self._weights.append(_checked_samples(samples))
         self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)
 
     def on_predict_begin(
@@ -734,6 +757,7 @@ class Emitter:
         self._last = -1
         self._run_steps = steps
         self._kept = []
+        self._weights = []
         self._extra_logs_outer = self._extra_logs
         self._extra_logs = {}
 
@@ -743,6 +767,7 @@ class Emitter:
         self._last = self._train_last
         self._run_steps = self.params.get("steps")
         self._kept = self._train_kept
+        self._weights = self._train_weights
         self._extra_logs = self._extra_logs_outer
 
     def _reset(self) -> None:
@@ -903,7 +928,13 @@ class Emitter:
             if self.stop_training:
                 return
 
-    def batches(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[T]:
+    def batches(
+        self,
+        data: Iterable[T],
+        *,
+        steps: int | None = None,
+        samples: Callable[[T], float | None] | None = None,
+    ) -> Iterator[T]:
         """Iterate ``data`` as training batches of the open epoch.
 
         Sends ``TrainBatchBegin``/``TrainBatchEnd`` around each batch (once per
@@ -913,6 +944,10 @@ class Emitter:
         Args:
             data: Any iterable of batches.
             steps: Take at most this many batches.
+            samples: Counts a batch's samples (for example
+                ``lambda batch: len(batch[0])``); the epoch means then weigh each
+                batch by its count, as Keras does, so a short last batch counts
+                for what it holds.
         """
         self._recover_abandoned()
         learn = self.params.get("steps") is None or self._steps_learned
@@ -925,26 +960,38 @@ class Emitter:
             if steps is not None and count >= steps:
                 break
             index = self._last + 1
+            weight = None if samples is None else samples(item)
             self.on_train_batch_begin(index)
             try:
                 yield item
             except GeneratorExit:
                 self._abandoned = True
                 raise
-            self.on_train_batch_end(index, self._take_pending())
+            if weight is None:
+                self.on_train_batch_end(index, self._take_pending())
+            else:
+                self.on_train_batch_end(index, self._take_pending(), samples=weight)
             if self.stop_training:
                 break
         self._flush_chunk(TrainBatchEnd)
 
-    def test_batches(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[T]:
+    def test_batches(
+        self,
+        data: Iterable[T],
+        *,
+        steps: int | None = None,
+        samples: Callable[[T], float | None] | None = None,
+    ) -> Iterator[T]:
         """Iterate ``data`` as an evaluation run: ``TestBegin`` ... ``TestEnd``.
 
-        Inside an epoch the results (means of the values given to :meth:`log`)
-        go into the epoch logs with a ``val_`` prefix; they are also in
-        :attr:`test_logs`.
+        Inside an epoch the results (means of the values given to :meth:`log`,
+        weighed by ``samples`` as in :meth:`batches`) go into the epoch logs
+        with a ``val_`` prefix; they are also in :attr:`test_logs`.
         """
         self.on_test_begin(steps=_known_length(data, steps))
-        yield from self._run_batches(data, steps, self.on_test_batch_begin, self.on_test_batch_end)
+        yield from self._run_batches(
+            data, steps, self.on_test_batch_begin, self.on_test_batch_end, samples
+        )
         self.on_test_end()
 
     def predict_batches(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[T]:
@@ -959,7 +1006,13 @@ class Emitter:
         self.on_predict_end()
 
     @contextmanager
-    def evaluation(self, data: Iterable[T], *, steps: int | None = None) -> Iterator[Iterator[T]]:
+    def evaluation(
+        self,
+        data: Iterable[T],
+        *,
+        steps: int | None = None,
+        samples: Callable[[T], float | None] | None = None,
+    ) -> Iterator[Iterator[T]]:
         """:meth:`test_batches` in a block that knows how it ended.
 
         A generator cannot tell a ``break`` from an exception, so a standalone
@@ -985,7 +1038,7 @@ class Emitter:
             >>> names
             ['TestBegin', 'TestBatchBegin', 'TestBatchEnd', 'TestBatchBegin', 'Aborted']
         """
-        with self._standalone_run(self.test_batches(data, steps=steps)) as batches:
+        with self._standalone_run(self.test_batches(data, steps=steps, samples=samples)) as batches:
             yield batches
 
     @contextmanager
@@ -1007,11 +1060,17 @@ class Emitter:
             batches.close()  # type: ignore[attr-defined]
 
     def _run_batches(
-        self, data: Iterable[T], steps: int | None, begin: Any, end: Any
+        self,
+        data: Iterable[T],
+        steps: int | None,
+        begin: Any,
+        end: Any,
+        samples: Callable[[T], float | None] | None = None,
     ) -> Iterator[T]:
         for index, item in enumerate(data):
             if steps is not None and index >= steps:
                 break
+            count = None if samples is None else samples(item)
             begin(index)
             try:
                 yield item
@@ -1024,7 +1083,10 @@ class Emitter:
                 if self._outer == IDLE:
                     self._recover_abandoned()
                 raise
-            end(index, self._take_pending())
+            if count is None:
+                end(index, self._take_pending())
+            else:
+                end(index, self._take_pending(), samples=count)
 
     def __repr__(self) -> str:
         return (
@@ -1037,6 +1099,28 @@ def _call_if_defined(target: object, method: str, argument: Any) -> None:
     function = getattr(target, method, None)
     if function is not None:
         function(argument)
+
+
+def _checked_samples(samples: Any) -> float:
+    if isinstance(samples, bool) or not isinstance(samples, Real) or not float(samples) > 0:
+        raise ValueError(
+            f"samples must be a positive number (the batch's sample count), got {samples!r}"
+        )
+    return float(samples)
+
+
+def _weighted_means(
+    kept: list[Mapping[str, Any]], weights: list[float], where: str
+) -> dict[str, Any]:
+    """The means of the kept batch logs, weighed by samples if every batch gave them."""
+    if not weights:
+        return means(kept)
+    if len(weights) != len(kept):
+        raise ValueError(
+            f"samples= was given for {len(weights)} of the {len(kept)} batches with logs in "
+            f"{where}: give it for every batch or for none"
+        )
+    return means(kept, weights)
 
 
 def _known_length(data: Iterable[Any], steps: int | None) -> int | None:

@@ -26,7 +26,8 @@ import numpy as np
 
 _PLAIN: frozenset[type] = frozenset({float, int, str, bool, type(None)})
 _converters: dict[type, Callable[[Any], Any]] = {}
-_reducers: dict[type, Callable[[list[Any]], Any]] = {}
+_reducers: dict[type, Callable[..., Any]] = {}
+_weighted_reducers: set[type] = set()  # reducers that take the batches' weights
 
 
 def register_converter(kind: type, convert: Callable[[Any], Any]) -> None:
@@ -138,26 +139,41 @@ def copy_logs(logs: Mapping[str, Any] | None) -> Logs:
     return Logs(logs) if type(logs) is dict else Logs(raw_items(logs))
 
 
-def register_reducer(kind: type, mean: Callable[[list[Any]], Any]) -> None:
+def register_reducer(kind: type, mean: Callable[..., Any], *, takes_weights: bool = False) -> None:
     """Average a key's batch values with ``mean(values)`` when they are of type ``kind``.
 
     The default sums with ``+`` and divides once. Adapters register a faster
-    device-side mean (one op instead of one per batch).
+    device-side mean (one op instead of one per batch). With
+    ``takes_weights=True``, weighted means (batches that gave their sample
+    count) call ``mean(values, weights)``; otherwise they use the default
+    weighted sum.
     """
     _reducers[kind] = mean
+    if takes_weights:
+        _weighted_reducers.add(kind)
+    else:
+        _weighted_reducers.discard(kind)
 
 
-def means(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def means(
+    batches: Sequence[Mapping[str, Any]], weights: Sequence[float] | None = None
+) -> dict[str, Any]:
     """Per-key means over batch logs, without converting the values.
 
-    A key's mean is over the batches that logged it. Numbers are averaged in
-    Python; tensors with ``+`` (or a registered reducer) and one division, so
-    a device value stays on the device until read. Strings keep the last value.
+    A key's mean is over the batches that logged it, each weighed by its entry
+    in ``weights`` (one per batch, such as its sample count) if given. Numbers
+    are averaged in Python; tensors with ``+`` and ``*`` (or a registered
+    reducer) and one division, so a device value stays on the device until
+    read. Strings keep the last value.
 
     Example:
         >>> means([{"loss": 1.0}, {"loss": 3.0, "acc": 0.5}])
         {'loss': 2.0, 'acc': 0.5}
+        >>> means([{"loss": 1.0}, {"loss": 3.0}], weights=[3, 1])
+        {'loss': 1.5}
     """
+    if weights is not None and len(weights) != len(batches):
+        raise ValueError(f"means() got {len(weights)} weights for {len(batches)} batches")
     if not batches:
         return {}
     # Usually every batch logs the same keys: then the columns are gathered in C.
@@ -166,14 +182,27 @@ def means(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         keys = dict.fromkeys(key for logs in batches for key in logs)
     result: dict[str, Any] = {}
     for key in keys:
+        key_weights = weights
         try:  # dict.__getitem__ reads a Logs' values as stored, without converting
             values = list(map(dict.__getitem__, batches, repeat(key)))  # type: ignore[arg-type]
         except (KeyError, TypeError):  # a key missing in some batches, or not a dict
-            values = [raw[key] for raw in map(dict, map(raw_items, batches)) if key in raw]
+            raws = list(map(dict, map(raw_items, batches)))
+            values = [raw[key] for raw in raws if key in raw]
+            if weights is not None:
+                key_weights = [w for raw, w in zip(raws, weights) if key in raw]
         last = values[-1]
         if len(values) == 1 or isinstance(last, str):
             result[key] = last
             continue
-        reducer = _reducers.get(type(last))
-        result[key] = reducer(values) if reducer is not None else sum(values) / len(values)
+        result[key] = _mean(values, key_weights)
     return result
+
+
+def _mean(values: list[Any], weights: Sequence[float] | None) -> Any:
+    kind = type(values[-1])
+    reducer = _reducers.get(kind)
+    if weights is None:
+        return reducer(values) if reducer is not None else sum(values) / len(values)
+    if reducer is not None and kind in _weighted_reducers:
+        return reducer(values, weights)
+    return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)

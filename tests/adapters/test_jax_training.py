@@ -622,3 +622,38 @@ def test_a_learning_rate_callback_on_a_baked_rate_says_how_to_build_the_optimize
     scheduler = LearningRateScheduler(lambda epoch, lr: 0.1)
     with pytest.raises(ValueError, match=r"optax\.inject_hyperparams\(optax\.adam\)"):
         fit(steps(tx)[0], model, train, epochs=1, callbacks=[scheduler], verbose=0, bus=Bus())
+
+
+def test_epoch_and_validation_means_weigh_a_short_last_batch_by_its_size() -> None:
+    """As in Keras: with the rate at 0, the epoch's loss is the loss over every sample."""
+    train, _ = digits()
+    x = jnp.concatenate([x for x, _ in train])[:150]
+    y = jnp.concatenate([y for _, y in train])[:150]
+    uneven = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 150, 64)]  # 64, 64, 22
+    train_step, eval_step = steps(SGD)
+    model = make_model(lr=0.0)
+    history = fit(
+        train_step,
+        model,
+        uneven,
+        epochs=1,
+        validation_data=uneven,
+        eval_step=eval_step,
+        verbose=0,
+        bus=Bus(),
+    )
+    whole = {key: float(value) for key, value in eval_step(model.params, (x, y)).items()}
+    unweighted = np.mean([float(eval_step(model.params, batch)["loss"]) for batch in uneven])
+    assert abs(unweighted - whole["loss"]) > 1e-3  # the weighing is visible on this data
+    for key in ("loss", "accuracy"):
+        assert history.history[key][0] == pytest.approx(whole[key], rel=1e-5)
+        assert history.history[f"val_{key}"][0] == pytest.approx(whole[key], rel=1e-5)
+
+
+def test_weighted_array_means_match_numpy_across_chunks() -> None:
+    values = [jnp.asarray([float(i), 2.0 * i]) for i in range(70)]  # three jitted chunks
+    weights = [1 + i % 5 for i in range(70)]
+    mean = mean_of_arrays(values, weights)
+    assert type(mean) is ARRAY
+    expected = np.average(np.stack([np.asarray(v) for v in values]), axis=0, weights=weights)
+    np.testing.assert_allclose(np.asarray(mean), expected, rtol=1e-6)

@@ -532,3 +532,45 @@ def test_a_failing_evaluate_or_predict_ends_with_aborted_not_a_normal_end(entry:
     phase = "test" if entry == "evaluate" else "predict"
     assert calls == [f"aborted {phase}: RuntimeError: out of memory"]
     assert module.training  # the mode is put back after the failure too
+
+
+def test_epoch_and_validation_means_weigh_a_short_last_batch_by_its_size(
+    digits: tuple[list[Any], list[Any]],
+) -> None:
+    """As in Keras: with the rate at 0, the epoch's loss is the loss over every sample."""
+    train, _ = digits
+    x = torch.cat([x for x, _ in train])[:150]
+    y = torch.cat([y for _, y in train])[:150]
+    uneven = batches(x, y, 64)  # 64, 64, 22
+    module = mlp()
+    history = fit(
+        module,
+        torch.optim.SGD(module.parameters(), lr=0.0),
+        F.cross_entropy,
+        uneven,
+        epochs=1,
+        validation_data=uneven,
+        metrics={"acc": accuracy},
+        verbose=0,
+    )
+    with torch.no_grad():
+        outputs = module(x)
+    whole_loss = F.cross_entropy(outputs, y).item()
+    whole_acc = accuracy(outputs, y).item()
+    unweighted = np.mean([F.cross_entropy(module(bx), by).item() for bx, by in uneven])
+    assert abs(unweighted - whole_loss) > 1e-3  # the weighing is visible on this data
+    for key, expected in [("loss", whole_loss), ("acc", whole_acc)]:
+        assert history.history[key][0] == pytest.approx(expected, rel=1e-5)
+        assert history.history[f"val_{key}"][0] == pytest.approx(expected, rel=1e-5)
+    assert evaluate(module, F.cross_entropy, uneven, verbose=0)["loss"] == pytest.approx(
+        whole_loss, rel=1e-5
+    )
+
+
+def test_weighted_tensor_means_stay_tensors_and_match_numpy() -> None:
+    values = [torch.tensor([1.0, 2.0]), torch.tensor([3.0, 6.0]), torch.tensor([0.0, 1.0])]
+    mean = mean_of_tensors(values, weights=[2, 1, 1])
+    assert isinstance(mean, torch.Tensor)
+    expected = np.average(np.stack([v.numpy() for v in values]), axis=0, weights=[2, 1, 1])
+    np.testing.assert_allclose(mean.numpy(), expected, rtol=1e-6)
+    assert mean_of_tensors([torch.tensor(1), torch.tensor(4)], weights=[2, 1]).item() == 2.0

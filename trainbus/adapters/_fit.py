@@ -118,6 +118,34 @@ _UNPORTABLE = {
 }
 
 
+def sample_count(batch: Any) -> int | None:
+    """How many samples ``batch`` holds: its first array's leading dimension, as Keras takes it.
+
+    The first array is the first leaf in ``tree.flatten`` order (sequences in
+    order, mappings by sorted key). ``None`` if there is no array with a
+    leading dimension.
+
+    Example:
+        >>> import numpy as np
+        >>> sample_count((np.zeros((5, 3)), np.zeros(5)))
+        5
+        >>> sample_count({"y": np.zeros(4), "x": np.zeros((4, 2))})
+        4
+    """
+    while True:
+        if isinstance(batch, (tuple, list)):
+            if not batch:
+                return None
+            batch = batch[0]
+        elif isinstance(batch, dict):
+            if not batch:
+                return None
+            batch = batch[min(batch)]
+        else:
+            shape = getattr(batch, "shape", None)
+            return int(shape[0]) if shape else None
+
+
 def _keras_class(callback: object, module: str, name: str) -> bool:
     return any(k.__module__ == module and k.__qualname__ == name for k in type(callback).__mro__)
 

@@ -51,7 +51,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -65,6 +65,7 @@ from trainbus.adapters._fit import (
     data_length,
     eval_callbacks,
     fit_callbacks,
+    sample_count,
 )
 from trainbus.adapters.jax.model import JaxModel, PyTree
 from trainbus.bus import Bus
@@ -106,21 +107,26 @@ shape and dtype serves every epoch length."""
 
 
 @jax.jit
-def _chunk_sum(values: list[jax.Array]) -> jax.Array:
+def _chunk_sum(values: list[jax.Array], weights: jax.Array) -> jax.Array:
     stacked = jnp.stack(values)
     # Integers and booleans average as floats; half precision would overflow or round away
     # the sum of an epoch, so the sums run in at least float32.
-    return stacked.astype(jnp.promote_types(stacked.dtype, jnp.float32)).sum(axis=0)
+    stacked = stacked.astype(jnp.promote_types(stacked.dtype, jnp.float32))
+    return (stacked * weights.reshape(-1, *[1] * (stacked.ndim - 1))).sum(axis=0)
 
 
-def _device_sum(values: list[jax.Array]) -> jax.Array:
-    """The sum of ``values``: a jitted stack-and-sum per ``_CHUNK`` values, then ``+``."""
+def _device_sum(values: list[jax.Array], weights: Sequence[float] | None = None) -> jax.Array:
+    """The (weighted) sum of ``values``: a jitted stack-and-sum per ``_CHUNK`` values, then +."""
     sums: list[jax.Array] = []
     for start in range(0, len(values), _CHUNK):
         chunk = values[start : start + _CHUNK]
+        scale = np.ones(_CHUNK, np.float32)
+        if weights is not None:
+            scale[: len(chunk)] = weights[start : start + _CHUNK]
         if len(chunk) < _CHUNK:
+            scale[len(chunk) :] = 0
             chunk = chunk + [jnp.zeros_like(chunk[0])] * (_CHUNK - len(chunk))
-        sums.append(_chunk_sum(chunk))
+        sums.append(_chunk_sum(chunk, scale))
     if len(sums) > _CHUNK:
         return _device_sum(sums)
     total = sums[0]
@@ -129,7 +135,7 @@ def _device_sum(values: list[jax.Array]) -> jax.Array:
     return total
 
 
-def mean_of_arrays(values: list[Any]) -> Any:
+def mean_of_arrays(values: list[Any], weights: Sequence[float] | None = None) -> Any:
     """The mean of one key's batch values, on the device, without waiting for it.
 
     A jitted ``jnp.stack(chunk).sum(0)`` per 32 values (the last chunk
@@ -149,14 +155,18 @@ def mean_of_arrays(values: list[Any]) -> Any:
     """
     if all(type(value) is _ARRAY_TYPE for value in values):
         try:
-            return _device_sum(values) / len(values)
+            if weights is None:
+                return _device_sum(values) / len(values)
+            return _device_sum(values, weights) / sum(weights)
         except (TypeError, ValueError):
             pass
-    return sum(values) / len(values)
+    if weights is None:
+        return sum(values) / len(values)
+    return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)
 
 
 register_converter(_ARRAY_TYPE, array_to_python)
-register_reducer(_ARRAY_TYPE, mean_of_arrays)
+register_reducer(_ARRAY_TYPE, mean_of_arrays, takes_weights=True)
 
 
 # -- the public loops --------------------------------------------------------------------
@@ -242,7 +252,7 @@ def fit(
         ) as epoch_indices,
     ):
         for _ in epoch_indices:
-            for batch in emitter.batches(train_data):
+            for batch in emitter.batches(train_data, samples=sample_count):
                 result = train_step(handle.params, handle.opt_state, batch)
                 try:  # before the model is updated: a malformed result changes nothing
                     params, opt_state, logs = result
@@ -336,7 +346,7 @@ def predict(
 
 def _test_loop(emitter: Emitter, eval_step: EvalStep, model: JaxModel, data: Iterable[Any]) -> None:
     """One evaluation run."""
-    with emitter.evaluation(data) as batches:
+    with emitter.evaluation(data, samples=sample_count) as batches:
         for batch in batches:
             logs = eval_step(model.params, batch)
             try:

@@ -52,6 +52,7 @@ from trainbus.adapters._fit import (
     data_length,
     eval_callbacks,
     fit_callbacks,
+    sample_count,
 )
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
@@ -91,18 +92,21 @@ def tensor_to_python(value: torch.Tensor) -> Any:
     return value.cpu().numpy()
 
 
-def mean_of_tensors(values: list[Any]) -> Any:
+def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -> Any:
     """The mean of one key's batch values, on the device: one stack and one mean.
 
-    Integer and boolean tensors are averaged as floats (the default dtype);
-    values that cannot be stacked (other shapes or devices, a mix of tensors
-    and numbers) fall back to ``sum(values) / len(values)``.
+    With ``weights`` (one per value: the batches' sample counts), the weighted
+    mean. Integer and boolean tensors are averaged as floats (the default
+    dtype); values that cannot be stacked (other shapes or devices, a mix of
+    tensors and numbers) fall back to the same mean computed with ``+``.
 
     Example:
         >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
         tensor(1.5000)
         >>> mean_of_tensors([torch.tensor(1), torch.tensor(2)])
         tensor(1.5000)
+        >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)], weights=[3, 1])
+        tensor(1.2500)
     """
     if all(type(value) is torch.Tensor for value in values):
         try:
@@ -112,12 +116,19 @@ def mean_of_tensors(values: list[Any]) -> Any:
         else:
             if not (stacked.is_floating_point() or stacked.is_complex()):
                 stacked = stacked.to(torch.get_default_dtype())
-            return stacked.detach().mean(dim=0)
-    return sum(values) / len(values)
+            stacked = stacked.detach()
+            if weights is None:
+                return stacked.mean(dim=0)
+            scale = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
+            scale = scale.reshape(-1, *[1] * (stacked.ndim - 1)) / scale.sum()
+            return (stacked * scale).sum(dim=0)
+    if weights is None:
+        return sum(values) / len(values)
+    return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)
 
 
 register_converter(torch.Tensor, tensor_to_python)
-register_reducer(torch.Tensor, mean_of_tensors)
+register_reducer(torch.Tensor, mean_of_tensors, takes_weights=True)
 
 
 # -- the public loops --------------------------------------------------------------------
@@ -205,7 +216,7 @@ def fit(
     ):
         for _ in epoch_indices:
             module.train()
-            for batch in emitter.batches(train_data):
+            for batch in emitter.batches(train_data, samples=sample_count):
                 inputs, targets = _to_device(_split_batch(batch), device)
                 outputs = module(inputs)
                 loss = loss_fn(outputs, targets)
@@ -323,7 +334,7 @@ def _test_loop(
     device: torch.device | None,
 ) -> None:
     """One evaluation run (call under ``torch.no_grad()``)."""
-    with emitter.evaluation(data) as batches:
+    with emitter.evaluation(data, samples=sample_count) as batches:
         for batch in batches:
             inputs, targets = _to_device(_split_batch(batch), device)
             outputs = module(inputs)
