@@ -493,11 +493,11 @@ class Emitter:
             self._send_batch(plan, TrainBatchBegin, batch, 1, logs)
 
     def on_train_batch_end(
-        self, batch: int, logs: Mapping[str, Any] | None = None, *, samples: float | None = None
+        self, batch: int, logs: Mapping[str, Any] | None = None, samples: float | None = None
     ) -> None:
         """A training batch ended; ``logs`` count toward the epoch means.
 
-        ``samples`` (not in Keras's signature): how many samples the batch had.
+        ``samples`` (not in Keras's signature; pass it by keyword): the batch's sample count.
         Given for every batch of an epoch, the epoch means weigh each batch by it,
         as Keras's loss tracker does; given for none, every batch counts once.
         """
@@ -675,7 +675,7 @@ class Emitter:
         self._open_batch(TEST_BATCH, batch, self._p_test_batch_begin, TestBatchBegin, logs)
 
     def on_test_batch_end(
-        self, batch: int, logs: Mapping[str, Any] | None = None, *, samples: float | None = None
+        self, batch: int, logs: Mapping[str, Any] | None = None, samples: float | None = None
     ) -> None:
         """An evaluation batch ended; ``logs`` count toward the results.
 
