@@ -967,10 +967,7 @@ class Emitter:
             except GeneratorExit:
                 self._abandoned = True
                 raise
-            if weight is None:
-                self.on_train_batch_end(index, self._take_pending())
-            else:
-                self.on_train_batch_end(index, self._take_pending(), samples=weight)
+            self.on_train_batch_end(index, self._take_pending(), weight)
             if self.stop_training:
                 break
         self._flush_chunk(TrainBatchEnd)
@@ -1083,10 +1080,10 @@ class Emitter:
                 if self._outer == IDLE:
                     self._recover_abandoned()
                 raise
-            if count is None:
+            if count is None:  # predict batch ends take no sample count
                 end(index, self._take_pending())
             else:
-                end(index, self._take_pending(), samples=count)
+                end(index, self._take_pending(), count)
 
     def __repr__(self) -> str:
         return (

@@ -201,8 +201,18 @@ def means(
 def _mean(values: list[Any], weights: Sequence[float] | None) -> Any:
     kind = type(values[-1])
     reducer = _reducers.get(kind)
+    if reducer is None or (weights is not None and kind not in _weighted_reducers):
+        return plain_mean(values, weights)
+    return reducer(values) if weights is None else reducer(values, weights)
+
+
+def plain_mean(values: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
+    """The (weighted) mean of ``values`` computed with ``+`` and ``*``: the default reducer.
+
+    Example:
+        >>> plain_mean([1.0, 3.0]), plain_mean([1.0, 3.0], weights=[3, 1])
+        (2.0, 1.5)
+    """
     if weights is None:
-        return reducer(values) if reducer is not None else sum(values) / len(values)
-    if reducer is not None and kind in _weighted_reducers:
-        return reducer(values, weights)
+        return sum(values) / len(values)
     return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)

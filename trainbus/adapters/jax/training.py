@@ -70,7 +70,7 @@ from trainbus.adapters._fit import (
 from trainbus.adapters.jax.model import JaxModel, PyTree
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
-from trainbus.logs import Logs, register_converter, register_reducer
+from trainbus.logs import Logs, plain_mean, register_converter, register_reducer
 
 TrainStep = Callable[[PyTree, PyTree, Any], tuple[PyTree, PyTree, Mapping[str, Any]]]
 """``train_step(params, opt_state, batch) -> (params, opt_state, logs)``."""
@@ -145,7 +145,8 @@ def mean_of_arrays(values: list[Any], weights: Sequence[float] | None = None) ->
     run in at least ``float32``: integer, boolean and half-precision
     (``float16``, ``bfloat16``) values give a ``float32`` mean; values that cannot be stacked
     (other shapes, a mix of arrays and numbers) fall back to
-    ``sum(values) / len(values)``.
+    :func:`trainbus.logs.plain_mean`. With ``weights`` (the batches' sample
+    counts), the weighted mean.
 
     Example:
         >>> mean_of_arrays([jnp.float32(1.0), jnp.float32(2.0)])
@@ -155,14 +156,11 @@ def mean_of_arrays(values: list[Any], weights: Sequence[float] | None = None) ->
     """
     if all(type(value) is _ARRAY_TYPE for value in values):
         try:
-            if weights is None:
-                return _device_sum(values) / len(values)
-            return _device_sum(values, weights) / sum(weights)
+            total = len(values) if weights is None else sum(weights)
+            return _device_sum(values, weights) / total
         except (TypeError, ValueError):
             pass
-    if weights is None:
-        return sum(values) / len(values)
-    return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)
+    return plain_mean(values, weights)
 
 
 register_converter(_ARRAY_TYPE, array_to_python)

@@ -56,7 +56,7 @@ from trainbus.adapters._fit import (
 )
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
-from trainbus.logs import Logs, register_converter, register_reducer
+from trainbus.logs import Logs, plain_mean, register_converter, register_reducer
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 """``loss_fn(outputs, targets)``: a scalar tensor (``backward()`` is called on it)."""
@@ -98,7 +98,7 @@ def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -
     With ``weights`` (one per value: the batches' sample counts), the weighted
     mean. Integer and boolean tensors are averaged as floats (the default
     dtype); values that cannot be stacked (other shapes or devices, a mix of
-    tensors and numbers) fall back to the same mean computed with ``+``.
+    tensors and numbers) fall back to :func:`trainbus.logs.plain_mean`.
 
     Example:
         >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
@@ -122,9 +122,7 @@ def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -
             scale = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
             scale = scale.reshape(-1, *[1] * (stacked.ndim - 1)) / scale.sum()
             return (stacked * scale).sum(dim=0)
-    if weights is None:
-        return sum(values) / len(values)
-    return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)
+    return plain_mean(values, weights)
 
 
 register_converter(torch.Tensor, tensor_to_python)
