@@ -112,10 +112,12 @@ def test_save_weights_and_load_weights_round_trip(tmp_path: Path, name: str) -> 
 def test_save_stores_the_learning_rate_and_load_restores_it(tmp_path: Path) -> None:
     source = make_model(learning_rate=0.1)
     source.optimizer.learning_rate = 0.0125  # type: ignore[union-attr]
+    source.optimizer.iterations = 42  # type: ignore[union-attr]
     source.save(tmp_path / "model.keras")
     target = make_model(learning_rate=0.5, seed=3)
     target.load_weights(tmp_path / "model.keras")
     assert target.optimizer.learning_rate == 0.0125  # type: ignore[union-attr]
+    assert target.optimizer.iterations == 42  # type: ignore[union-attr]
     np.testing.assert_array_equal(target.params["w"], source.params["w"])
 
 
@@ -233,3 +235,26 @@ def test_repr_shows_shapes_and_optimizer() -> None:
     assert "w(3, 2)" in text
     assert "b(2,)" in text
     assert "learning_rate=0.1" in text
+
+
+def test_keras_backup_and_restore_resumes_a_numpy_model_run(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    from trainbus import Bus, Emitter
+
+    def run(crash_at: int | None) -> list[int]:
+        bus = Bus()
+        model = make_model()
+        bus.attach([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+        emitter = Emitter(bus, model=model)
+        ran = []
+        with emitter.training(epochs=4) as epochs:
+            for epoch in epochs:
+                if epoch == crash_at:
+                    raise RuntimeError("preempted")
+                ran.append(epoch)
+                model.params["w"] += 1.0
+        return ran
+
+    with pytest.raises(RuntimeError, match="preempted"):
+        run(crash_at=2)
+    assert run(crash_at=None) == [2, 3]

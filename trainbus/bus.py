@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import sys
 import weakref
@@ -129,6 +130,25 @@ def _takes_logs_second(call: Callable[..., Any]) -> bool:
 
 def _call_blinker_receiver(receiver: Callable[..., Any], sender: object, event: Event) -> None:
     receiver(sender, event=event)
+
+
+def _blinker_entry(
+    receiver: Callable[..., Any], sender: object, weakly: bool
+) -> Callable[[Event], None]:
+    """A plan entry calling a receiver connected with blinker directly, as blinker would.
+
+    A weakly connected receiver stays weak: the plan does not keep it alive.
+    """
+    if not weakly:
+        return partial(_call_blinker_receiver, receiver, sender)
+    ref = weakref.WeakMethod(receiver) if inspect.ismethod(receiver) else weakref.ref(receiver)
+
+    def call_if_alive(event: Event) -> None:
+        live = ref()
+        if live is not None:
+            live(sender, event=event)
+
+    return call_if_alive
 
 
 class Bus:
@@ -335,14 +355,17 @@ class Bus:
 
         return attach(self, callbacks, sender=sender, priority=priority, on_error=on_error)
 
-    def callbacks(self, sender: object | None = None) -> list[object]:
-        """The attached Keras-style objects an emitter ``sender`` delivers to."""
-        return [
-            cb
-            for attachment in self._attachments
-            if attachment.sender is None or attachment.sender is sender
-            for cb in attachment.callbacks
-        ]
+    def callbacks(self, sender: object | None = None, *, scoped: bool = False) -> list[object]:
+        """The attached Keras-style objects an emitter ``sender`` delivers to.
+
+        With ``scoped=True``, only those attached with ``sender=sender``.
+        """
+        found: list[object] = []
+        for attachment in self._attachments:
+            scope = attachment.sender
+            if scope is sender or (scope is None and not scoped):
+                found.extend(attachment.callbacks)
+        return found
 
     # -- plans ------------------------------------------------------------------
 
@@ -358,17 +381,21 @@ class Bus:
                 if isinstance(receiver, Subscription):
                     found.append(receiver)
                 else:
-                    found.append(self._foreign(klass, receiver, sender))
+                    weakly = any(  # connected with blinker's default, weak=True
+                        isinstance(raw, weakref.ref) and raw() == receiver
+                        for raw in sig.receivers.values()
+                    )
+                    found.append(self._foreign(klass, receiver, sender, weakly))
         found.sort(key=lambda s: (-s.priority, s.seq))
         return found
 
     def _foreign(
-        self, event: type[Event], receiver: Callable[..., Any], sender: object | None
+        self, event: type[Event], receiver: Callable[..., Any], sender: object | None, weakly: bool
     ) -> Subscription:
         return Subscription(
             self,
             event,
-            partial(_call_blinker_receiver, receiver, sender),
+            _blinker_entry(receiver, sender, weakly),
             kind="typed",
             name=describe_callable(receiver),
             priority=0,
@@ -411,6 +438,10 @@ class Bus:
         """Call ``watcher._plans_changed()`` whenever a subscription changes."""
         self._watchers.add(watcher)
 
+    def watchers(self) -> list[Any]:
+        """The live objects :meth:`watch` was given: the emitters sending on this bus."""
+        return list(self._watchers)
+
     @contextmanager
     def changes(self) -> Iterator[None]:
         """Make several subscription changes; watchers recompile their plans once, at the end.
@@ -449,11 +480,17 @@ class Bus:
             watcher._plans_changed()
 
     def describe(self) -> str:
-        """A table of every event class with subscribers and who they are."""
+        """A table of every event class with subscribers and who they are (the
+        sender-scoped ones included, with their sender)."""
         lines = [f"Bus {self.name!r}"]
-        for event in self._signals:
-            subscriptions = self.subscribers(event)
-            own = [s for s in subscriptions if s.event is event]
+        for event, sig in self._signals.items():
+            scoped = [
+                r
+                for r in sig.receivers.values()
+                if isinstance(r, Subscription) and r.sender is not None
+            ]
+            own = [s for s in self.subscribers(event) + scoped if s.event is event]
+            own.sort(key=lambda s: (-s.priority, s.seq))
             if own:
                 lines.append(f"  {event.__name__}:")
                 lines.extend(f"    {s!r}" for s in own)

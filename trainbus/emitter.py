@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import islice
 from numbers import Real
 from typing import Any, TypeVar
 
@@ -161,12 +162,12 @@ class Emitter:
         "_extra_logs_outer",
         "_kept",
         "_last",
+        "_open_iterator",
         "_outer",
         "_pending",
-        "_prev_logs",
         "_run_steps",
         "_state",
-        "_steps_learned",
+        "_steps_source",
         "_tbb_route",
         "_tbe_route",
         "_train_kept",
@@ -242,14 +243,20 @@ class Emitter:
         # Samples per kept batch, when the loop gives them (samples=): the means weigh by them.
         self._weights: list[float] = []
         self._train_weights: list[float] = []
-        self._prev_logs: Any = None  # the last batch's logs object, to spot a reused dict
         self._val_logs: dict[str, Any] = {}
         self._extra_logs: dict[str, Any] = {}  # logged outside any batch
         self._extra_logs_outer: dict[str, Any] = {}  # the epoch's, during a test run
         self._pending: dict[str, Any] = {}  # logged inside the open batch
+        # A batch of an iterator wrapper is open while the loop holds it (the wrapper is
+        # suspended at its yield): _open_iterator is the wrapper's token. If the loop left
+        # it (break), the next lifecycle call closes the batch; _abandoned says the wrapper
+        # was already closed, so log() knows too.
+        self._open_iterator: object | None = None
         self._abandoned = False
         self._run_steps: int | None = None  # batches in the current run, if known
-        self._steps_learned = False  # params["steps"] came from the data, not the user
+        # Where params["steps"] came from when trainbus set it: training(steps=) ("run")
+        # or the length of the data ("data"); None when the user set it (or nobody did).
+        self._steps_source: str | None = None
         self.bus.watch(self)
         self._plans_changed()
 
@@ -283,6 +290,8 @@ class Emitter:
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Update the run parameters callbacks see as ``self.params``."""
         self.params.update(params)
+        if "steps" in params:
+            self._steps_source = None
 
     @property
     def stop_training(self) -> bool:
@@ -308,9 +317,10 @@ class Emitter:
         )
 
     def _recover_abandoned(self) -> bool:
-        """Close a batch whose iterator was left with ``break``; True if one was."""
-        if not self._abandoned:
+        """Close a batch whose iterator wrapper the loop left (``break``); True if one was."""
+        if self._open_iterator is None:
             return False
+        self._open_iterator = None
         self._abandoned = False
         if self._state == TRAIN_BATCH:
             self.on_train_batch_end(self._batch, self._take_pending())
@@ -365,7 +375,13 @@ class Emitter:
         the other callbacks' states) then gets this emitter, before any
         ``on_train_begin`` hook runs.
         """
-        callbacks = self.bus.callbacks(self)
+        # Callbacks attached to any sender are another emitter's while it runs: an
+        # evaluation by this one must not take them over (set_model) mid-run.
+        busy = not training and any(
+            other is not self and getattr(other, "_state", IDLE) != IDLE
+            for other in self.bus.watchers()
+        )
+        callbacks = self.bus.callbacks(self, scoped=busy)
         for callback in callbacks:
             _call_if_defined(callback, "set_model", self.model)
             _call_if_defined(callback, "set_params", self.params)
@@ -503,25 +519,25 @@ class Emitter:
         """
         if self._state != TRAIN_BATCH or batch < self._batch:
             self._bad_batch_end(TRAIN_BATCH, "train", batch)
+        if samples is not None:
+            samples = _checked_samples(samples)  # before any change: a refused call changes nothing
         self._state = EPOCH
         self._last = batch
         if logs:
-            kept = self._train_kept
-            # Kept by reference, except the run's first and a dict passed again (a loop
-            # that refills one dict): those are copied, so every batch's values survive.
-            kept.append(dict(raw_items(logs)) if logs is self._prev_logs or not kept else logs)
-            self._prev_logs = logs
+            # A shallow copy (no value converted): the loop may refill or reuse its dict.
+            self._train_kept.append(dict(logs) if type(logs) is dict else dict(raw_items(logs)))
             if samples is not None:
-                self._train_weights.append(_checked_samples(samples))
+                self._train_weights.append(samples)
         route = self._tbe_route
         if not route:  # _QUIET: nobody listens (and no chunks)
             self.step += batch - self._batch + 1
             return
         if route == _CHUNK:
+            kept = self._train_kept[-1] if logs else None  # the copy: it outlives the call
             if batch < self._chunk_end:  # inside the chunk: no event, no step yet
-                self._chunk_logs = logs
+                self._chunk_logs = kept
             else:
-                self._close_train_chunk(batch, logs)
+                self._close_train_chunk(batch, kept)
             return
         size = batch - self._batch + 1
         self.step = step = self.step + size
@@ -683,10 +699,13 @@ class Emitter:
         """
         if self._state != TEST_BATCH or batch < self._batch:
             self._bad_batch_end(TEST_BATCH, "test", batch)
+        if samples is not None:
+            samples = _checked_samples(samples)
         if logs:
-            self._kept.append(dict(raw_items(logs)))
+            logs = dict(raw_items(logs))  # a copy: it may be sent later, as a chunk's end
+            self._kept.append(logs)
             if samples is not None:
-                self._weights.append(_checked_samples(samples))
+                self._weights.append(samples)
         self._close_batch(TESTING, batch, self._p_test_batch_end, TestBatchEnd, logs)
 
     def on_predict_begin(
@@ -717,6 +736,8 @@ class Emitter:
         """A prediction batch ended (``logs`` usually hold ``outputs``)."""
         if self._state != PREDICT_BATCH or batch < self._batch:
             self._bad_batch_end(PREDICT_BATCH, "predict", batch)
+        if logs and self._chunked:
+            logs = dict(raw_items(logs))  # a copy: it may be sent later, as a chunk's end
         self._close_batch(PREDICTING, batch, self._p_predict_batch_end, PredictBatchEnd, logs)
 
     def abort(self, error: BaseException) -> None:
@@ -742,11 +763,10 @@ class Emitter:
     # -- helpers for the hook methods --------------------------------------------------
 
     def _begin_run(self, state: int, call: str, steps: int | None = None) -> None:
+        self._recover_abandoned()
         if self._state == EPOCH:
             self._flush_chunk(TrainBatchEnd)
-        elif self._state != IDLE and not (
-            self._recover_abandoned() and self._state in (IDLE, EPOCH)
-        ):
+        elif self._state != IDLE:
             raise self._order_error(call)
         self._outer = self._state
         if self._outer == IDLE:
@@ -774,8 +794,28 @@ class Emitter:
         self._state = self._outer = IDLE
         self._chunk_first = None
         self._set_train_routes()
+        self._open_iterator = None
         self._abandoned = False
         self._pending = {}
+
+    def _discard_nested_run(self) -> None:
+        """Drop an evaluation or prediction inside an epoch that an exception left.
+
+        No end event is sent and no ``val_`` results are kept; the epoch goes on
+        if the loop catches the exception (and is aborted by :meth:`training` if not).
+        """
+        if self._outer == IDLE or self._state not in (
+            TESTING,
+            TEST_BATCH,
+            PREDICTING,
+            PREDICT_BATCH,
+        ):
+            return
+        self._chunk_first = None
+        self._open_iterator = None
+        self._abandoned = False
+        self._pending = {}
+        self._end_run()
 
     def _chunk_ends(self, batch: int) -> bool:
         return (batch + 1) % self.steps_per_execution == 0 or batch + 1 == self._run_steps
@@ -861,6 +901,8 @@ class Emitter:
         any batch: added to the epoch logs (or, during an evaluation, to its
         results) as they are.
         """
+        if self._abandoned:  # the loop left a batch iterator with break: that batch is over
+            self._recover_abandoned()
         if self._state in (TRAIN_BATCH, TEST_BATCH, PREDICT_BATCH):
             self._pending.update(values)
         elif self._state in (EPOCH, TESTING):
@@ -902,21 +944,26 @@ class Emitter:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        self._expect(IDLE, "on_train_begin()")  # out of order: raise before touching the run
         self.params["epochs"] = epochs
         if steps is not None:
             self.params["steps"] = steps
-            self._steps_learned = False
-        self._expect(IDLE, "on_train_begin()")  # out of order: raise before touching the run
+            self._steps_source = "run"
+        elif self._steps_source is not None:  # an earlier run's: this run learns its own
+            self.params["steps"] = None
+            self._steps_source = None
+        # Anything that raises in here, a subscriber of the deferred end events
+        # included, aborts the run: Aborted is sent and the emitter is idle again.
         try:
-            self.on_train_begin(logs)  # a failing TrainBegin subscriber also aborts the run
+            self.on_train_begin(logs)
             yield self._epochs(epochs, initial_epoch)
+            self._recover_abandoned()
+            if self._state == EPOCH:  # the loop left an epoch with break
+                self.on_epoch_end(self.epoch)
+            self.on_train_end()
         except BaseException as error:
             self.abort(error)
             raise
-        self._recover_abandoned()
-        if self._state == EPOCH:  # the loop left an epoch with break
-            self.on_epoch_end(self.epoch)
-        self.on_train_end()
 
     def _epochs(self, epochs: int, initial_epoch: int) -> Iterator[int]:
         start = getattr(self.model, "_initial_epoch", None) or initial_epoch
@@ -950,24 +997,26 @@ class Emitter:
                 for what it holds.
         """
         self._recover_abandoned()
-        learn = self.params.get("steps") is None or self._steps_learned
+        learn = self.params.get("steps") is None or self._steps_source == "data"
         if learn and self._last == -1 and self._state == EPOCH:
             # Learn this epoch's length from the data, for chunking and for callbacks
             # that read params["steps"] (progress bars), as Keras fills it.
             self._run_steps = self.params["steps"] = _known_length(data, steps)
-            self._steps_learned = True
-        for count, item in enumerate(data):
-            if steps is not None and count >= steps:
-                break
+            self._steps_source = "data"
+        token = object()
+        for item in _take(data, steps):
             index = self._last + 1
             weight = None if samples is None else samples(item)
             self.on_train_batch_begin(index)
+            self._open_iterator = token
             try:
                 yield item
             except GeneratorExit:
-                self._abandoned = True
+                if self._open_iterator is token:  # not closed by a later call already
+                    self._abandoned = True
                 raise
-            self.on_train_batch_end(index, self._take_pending(), weight)
+            if self._resume(token, between=EPOCH):
+                self.on_train_batch_end(index, self._take_pending(), weight)
             if self.stop_training:
                 break
         self._flush_chunk(TrainBatchEnd)
@@ -1046,15 +1095,19 @@ class Emitter:
 
     @contextmanager
     def _standalone_run(self, batches: Iterator[T]) -> Iterator[Iterator[T]]:
+        close: Callable[[], None] = batches.close  # type: ignore[attr-defined]
         try:
             yield batches
+            close()  # left with break: the batch and the run end now
+            self._recover_abandoned()  # inside an epoch, closing only marked them
         except BaseException as error:
-            # Abort while the generator is still open, so that closing it sends nothing.
-            if self._outer == IDLE and self._state != IDLE:
+            # Before closing the generator, so that closing it sends nothing.
+            if self._outer != IDLE:
+                self._discard_nested_run()
+            elif self._state != IDLE:
                 self.abort(error)
+            close()
             raise
-        finally:
-            batches.close()  # type: ignore[attr-defined]
 
     def _run_batches(
         self,
@@ -1064,11 +1117,11 @@ class Emitter:
         end: Any,
         samples: Callable[[T], float | None] | None = None,
     ) -> Iterator[T]:
-        for index, item in enumerate(data):
-            if steps is not None and index >= steps:
-                break
+        token = object()
+        for index, item in enumerate(_take(data, steps)):
             count = None if samples is None else samples(item)
             begin(index)
+            self._open_iterator = token
             try:
                 yield item
             except GeneratorExit:
@@ -1076,14 +1129,42 @@ class Emitter:
                 # Inside training, the batch is closed on the next call, or the run is
                 # aborted by training(). A standalone run ends here, so the emitter is
                 # idle again: its batch and the run are closed now.
-                self._abandoned = True
-                if self._outer == IDLE:
-                    self._recover_abandoned()
+                if self._open_iterator is token:
+                    self._abandoned = True
+                    if self._outer == IDLE:
+                        self._close_abandoned_run()
                 raise
+            self._resume(token)
             if count is None:  # predict batch ends take no sample count
                 end(index, self._take_pending())
             else:
                 end(index, self._take_pending(), count)
+
+    def _resume(self, token: object, between: int | None = None) -> bool:
+        """The loop asks the wrapper ``token`` for its next batch: is its batch still open?
+
+        A lifecycle call made while the wrapper was suspended (an evaluation run
+        from the loop body, or any call after the loop left the wrapper with
+        ``break``) closed the batch early. A training wrapper then goes on from
+        the ``between`` state; anything else cannot be resumed.
+        """
+        if self._open_iterator is token:
+            self._open_iterator = None
+            return True
+        if self._open_iterator is None and self._state == between:
+            return False
+        raise EventOrderError(
+            f"this batch iterator cannot go on: its batch was closed and the emitter is now "
+            f"{self.state}; start a new iterator instead of resuming this one"
+        )
+
+    def _close_abandoned_run(self) -> None:
+        """End a standalone run left with ``break``, aborting it if a subscriber raises."""
+        try:
+            self._recover_abandoned()
+        except BaseException as error:
+            self.abort(error)
+            raise
 
     def __repr__(self) -> str:
         return (
@@ -1118,6 +1199,11 @@ def _weighted_means(
             f"{where}: give it for every batch or for none"
         )
     return means(kept, weights)
+
+
+def _take(data: Iterable[T], steps: int | None) -> Iterable[T]:
+    """``data``, or its first ``steps`` items (taking no item beyond them)."""
+    return data if steps is None else islice(data, steps)
 
 
 def _known_length(data: Iterable[Any], steps: int | None) -> int | None:

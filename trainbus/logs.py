@@ -164,7 +164,8 @@ def means(
     in ``weights`` (one per batch, such as its sample count) if given. Numbers
     are averaged in Python; tensors with ``+`` and ``*`` (or a registered
     reducer) and one division, so a device value stays on the device until
-    read. Strings keep the last value.
+    read. Strings keep the last value; ``None`` counts as not logged. A value
+    that cannot be averaged raises ``TypeError`` naming its key.
 
     Example:
         >>> means([{"loss": 1.0}, {"loss": 3.0, "acc": 0.5}])
@@ -194,8 +195,37 @@ def means(
         if len(values) == 1 or isinstance(last, str):
             result[key] = last
             continue
-        result[key] = _mean(values, key_weights)
+        try:
+            result[key] = _mean(values, key_weights)
+        except TypeError as error:
+            result[key] = _mean_without_none(key, values, key_weights, error)
     return result
+
+
+def _mean_without_none(
+    key: str, values: list[Any], weights: Sequence[float] | None, error: TypeError
+) -> Any:
+    """The mean over the batches that logged a value other than ``None``, as if the
+    others had not logged ``key``; a value that cannot be averaged raises, naming ``key``."""
+    kept = [i for i, value in enumerate(values) if value is not None]
+    if not kept:
+        return None
+    if len(kept) < len(values):
+        values = [values[i] for i in kept]
+        if weights is not None:
+            weights = [weights[i] for i in kept]
+        if len(values) == 1:
+            return values[0]
+        try:
+            return _mean(values, weights)
+        except TypeError as retry_error:
+            error = retry_error
+    kinds = sorted({type(value).__name__ for value in values})
+    raise TypeError(
+        f"cannot average the batch values logged as {key!r} ({', '.join(kinds)}): log numbers "
+        f"or arrays per batch, and other values once per epoch (emitter.log() outside a batch, "
+        f"or the epoch end's logs)"
+    ) from error
 
 
 def _mean(values: list[Any], weights: Sequence[float] | None) -> Any:

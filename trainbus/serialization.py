@@ -29,7 +29,7 @@ from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import NotRequired, TypedDict
 
 from trainbus.event import NO_DEFAULT, Event
-from trainbus.logs import Logs
+from trainbus.logs import to_python
 
 _make_typed_dict: Any = TypedDict  # called with a computed name and fields
 
@@ -66,13 +66,13 @@ def _has_schema(cls: type[Event]) -> bool:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+    """``value`` as JSON-ready data: containers walked, tensors and NumPy values converted."""
     if isinstance(value, dict):
-        return {key: _json_value(item) for key, item in Logs(value).items()}
+        return {key: _json_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_value(item) for item in value]
-    return value
+    value = to_python(value)
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def to_dict(event: Event) -> dict[str, Any]:

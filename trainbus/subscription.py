@@ -33,6 +33,33 @@ def describe_callable(fn: object) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
+def hold_sender(
+    sender: object | None, on_collected: Callable[[object], None]
+) -> Callable[[], object | None]:
+    """A getter for the ``sender`` a subscription is scoped to, not keeping it alive.
+
+    An emitter (and its model) must not outlive its run because a scoped
+    subscription remembers it: where ``sender`` can be weakly referenced, the
+    getter holds it weakly and ``on_collected`` runs once it is gone (the
+    subscription can never fire again). Other senders are held as they are.
+
+    Example:
+        >>> class Trial: ...
+        >>> trial = Trial()
+        >>> sender = hold_sender(trial, lambda _: print("gone"))
+        >>> sender() is trial
+        True
+        >>> del trial
+        gone
+    """
+    if sender is None:
+        return lambda: None
+    try:
+        return weakref.ref(sender, on_collected)
+    except TypeError:
+        return lambda: sender
+
+
 class Subscription:
     """A subscriber on a :class:`~trainbus.Bus`.
 
@@ -56,6 +83,7 @@ class Subscription:
         "__weakref__",
         "_fn",
         "_ref",
+        "_sender",
         "bus",
         "event",
         "filters",
@@ -63,7 +91,6 @@ class Subscription:
         "name",
         "on_error",
         "priority",
-        "sender",
         "seq",
     )
 
@@ -90,7 +117,7 @@ class Subscription:
         self.event = event
         self.name = name or describe_callable(fn)
         self.priority = priority
-        self.sender = sender
+        self._sender = hold_sender(sender, self._on_target_collected)
         self.filters = filters
         self.on_error = on_error
         self.kind = kind
@@ -106,6 +133,11 @@ class Subscription:
             )
         else:
             self._fn = fn
+
+    @property
+    def sender(self) -> object | None:
+        """The only sender delivered from, or ``None`` for any."""
+        return self._sender()
 
     @property
     def fn(self) -> Callable[..., Any] | None:

@@ -337,3 +337,34 @@ def test_an_optimizer_state_laid_out_differently_is_refused(tmp_path: Path) -> N
     other = JaxModel(params, optax.chain(optax.scale_by_rms(), rate))  # same leaves, reordered
     with pytest.raises(ValueError, match="optimizer state is laid out differently"):
         other.load_weights(tmp_path / "model.npz")
+
+
+def _state_leaves(model: JaxModel) -> list[tuple[str, np.ndarray]]:
+    """(dtype, bits) of every optimizer state leaf; a PRNG key as its key data."""
+    found = []
+    for leaf in jax.tree_util.tree_leaves(model.opt_state):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        found.append((str(leaf.dtype), np.asarray(leaf).astype(np.float64)))
+    return found
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_a_resumed_optimizer_state_keeps_its_dtypes_and_prng_keys(
+    tmp_path: Path, name: str
+) -> None:
+    def make() -> JaxModel:
+        params = {"w": jnp.ones((2, 3), jnp.bfloat16), "b": jnp.zeros(3, jnp.bfloat16)}
+        noisy_adam = optax.chain(
+            optax.add_noise(0.01, 0.55, 0), optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+        )
+        return JaxModel(params, noisy_adam)
+
+    trained = make()
+    step(trained, trained.transformation)
+    trained.save(tmp_path / name)
+    resumed = make()
+    resumed.load_weights(tmp_path / name)
+    saved, loaded = _state_leaves(trained), _state_leaves(resumed)
+    assert [dtype for dtype, _ in loaded] == [dtype for dtype, _ in saved]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(saved, loaded))

@@ -436,3 +436,91 @@ def test_sigkill_at_random_moments_then_resume_ends_with_the_unbroken_weights(
         f"over {runs} resumed runs in {elapsed:.1f}s"
     )
     assert kills >= KILLS
+
+
+def test_a_stateful_callback_whose_epoch_end_runs_later_by_priority_is_an_error(
+    tmp_path: Path,
+) -> None:
+    bus = Bus()
+    bus.attach([EarlyStopping()], priority=-1)  # attached first, but runs after
+    bus.attach([BackupAndRestore(tmp_path)])
+    emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+    with (
+        pytest.raises(ValueError, match=r"EarlyStopping\[monitor=val_loss.*at a priority"),
+        emitter.training(epochs=1),
+    ):
+        pass
+
+
+def test_a_mid_epoch_backup_resumes_the_global_step_where_its_epoch_began(tmp_path: Path) -> None:
+    def steps_seen(crash_at: tuple[int, int] | None) -> list[int]:
+        bus = Bus()
+        bus.attach([BackupAndRestore(tmp_path / "backup", save_freq=2)])
+        emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+        seen: list[int] = []
+        bus.subscribe(TrainBatchEnd, lambda event: seen.append(event.step))
+        with emitter.training(epochs=3) as epochs:
+            for epoch in epochs:
+                for batch in emitter.batches(range(5)):
+                    if (epoch, batch) == crash_at:
+                        raise CrashError("preempted")
+        return seen
+
+    unbroken = steps_seen(None)
+    with pytest.raises(CrashError):
+        steps_seen((1, 4))  # the last backup is from epoch 1, batch 3
+    resumed = steps_seen(None)
+    assert resumed == unbroken[5:]  # epoch 1 runs again, with its own steps
+
+
+def test_a_run_that_had_stopped_early_does_not_train_on_after_a_crash_at_its_end(
+    tmp_path: Path,
+) -> None:
+    from trainbus.callbacks import LambdaCallback
+
+    def fail_at_train_end(logs: Any) -> None:
+        raise CrashError("the final upload failed")
+
+    losses = [0.5, 0.6, 0.7, 0.8, 0.9]
+
+    ran: list[int] = []
+
+    def run(fail: bool) -> None:
+        bus = Bus()
+        extra = [LambdaCallback(on_train_end=fail_at_train_end)] if fail else []
+        stopper = EarlyStopping(monitor="loss", patience=1)
+        bus.attach([stopper, *extra, BackupAndRestore(tmp_path / "b")])
+        emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+        with emitter.training(epochs=5) as epochs:
+            for epoch in epochs:
+                ran.append(epoch)
+                emitter.log(loss=losses[epoch])
+
+    with pytest.raises(CrashError):
+        run(fail=True)
+    assert ran == [0, 1]  # EarlyStopping stopped it after epoch 1
+    run(fail=False)
+    assert ran == [0, 1]  # the resumed run has nothing left to train
+
+
+def test_it_restores_when_keras_callback_list_drives_it(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+
+    def run(crash_at: int | None) -> list[int]:
+        model = NumpyModel({"w": np.zeros(1)})
+        backup = BackupAndRestore(tmp_path / "backup")
+        callbacks = keras.callbacks.CallbackList([backup], model=model, epochs=4)
+        callbacks.on_train_begin()
+        ran = []
+        for epoch in range(getattr(model, "_initial_epoch", None) or 0, 4):
+            if epoch == crash_at:
+                raise CrashError("preempted")
+            callbacks.on_epoch_begin(epoch)
+            ran.append(epoch)
+            callbacks.on_epoch_end(epoch, {"loss": 1.0})
+        callbacks.on_train_end()
+        return ran
+
+    with pytest.raises(CrashError):
+        run(crash_at=2)
+    assert run(crash_at=None) == [2, 3]

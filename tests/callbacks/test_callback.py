@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,3 +172,30 @@ def test_on_aborted_receives_phase_error_and_logs() -> None:
         crash_in_epoch_1()
 
     assert closer.aborted == ("train", "OSError: disk full", {"loss": 2.0})
+
+
+@pytest.mark.parametrize("builtin", ["ModelCheckpoint", "BackupAndRestore", "TensorBoard"])
+def test_a_subclass_override_of_a_batch_hook_a_builtin_skips_is_still_called(
+    builtin: str, tmp_path: Path
+) -> None:
+    if builtin == "TensorBoard":
+        pytest.importorskip("tensorboardX")
+    import trainbus.callbacks as callbacks
+
+    base = getattr(callbacks, builtin)
+    seen: list[int] = []
+
+    class Logged(base):  # type: ignore[misc, valid-type]
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            seen.append(batch)
+            super().on_train_batch_end(batch, logs)
+
+    target = tmp_path / ("m.keras" if builtin == "ModelCheckpoint" else "dir")
+    bus = Bus()
+    bus.attach([Logged(str(target))])
+    emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+    with emitter.training(epochs=1) as epochs:
+        for _ in epochs:
+            for _ in emitter.batches(range(3)):
+                emitter.log(loss=1.0)
+    assert seen == [0, 1, 2]

@@ -417,3 +417,7 @@ def test_keras_progbar_logger_runs_on_the_bus(capsys: pytest.CaptureFixture[str]
     assert "Epoch 2/2" in out
     assert "5/5" in out
     assert "loss:" in out
+
+
+def test_negative_metrics_are_shown_in_scientific_notation_as_keras_shows_them() -> None:
+    assert format_logs({"val_loss": -0.25, "acc": 0.5}) == "val_loss: -2.5000e-01 - acc: 0.5000"

@@ -321,3 +321,12 @@ def test_batch_steps_go_on_after_a_resume_by_backup_and_restore(tmp_path: Path) 
     resumed = scalars(tmp_path / "resumed" / "train")["batch_loss"]
     assert [step for step, _ in unbroken] == [2, 4, 6, 8, 10, 12]
     assert sorted(resumed) == sorted(unbroken)  # epoch 2's points at steps 10 and 12 again
+
+
+def test_a_tensorboard_callback_can_be_deep_copied_as_tuners_do(tmp_path: Path) -> None:
+    import copy
+
+    original = TensorBoard(tmp_path / "logs", update_freq=2)
+    clone = copy.deepcopy(original)
+    assert clone.log_dir == original.log_dir
+    assert clone.update_freq == 2

@@ -123,7 +123,8 @@ def sample_count(batch: Any) -> int | None:
 
     The first array is the first leaf in ``tree.flatten`` order (sequences in
     order, mappings by sorted key). ``None`` if there is no array with a
-    leading dimension.
+    leading dimension; an empty batch (a leading dimension of 0) raises
+    ``ValueError``.
 
     Example:
         >>> import numpy as np
@@ -143,7 +144,14 @@ def sample_count(batch: Any) -> int | None:
             batch = batch[min(batch)]
         else:
             shape = getattr(batch, "shape", None)
-            return int(shape[0]) if shape else None
+            if not shape:
+                return None
+            if not shape[0]:
+                raise ValueError(
+                    f"a batch holds no samples (its first array has shape {tuple(shape)}): "
+                    f"drop empty batches from the data"
+                )
+            return int(shape[0])
 
 
 def _keras_class(callback: object, module: str, name: str) -> bool:

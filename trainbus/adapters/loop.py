@@ -35,6 +35,9 @@ class NumpyOptimizer:
     Your update rule reads ``learning_rate``; LR callbacks assign it.
     """
 
+    # Keras's BackupAndRestore asks whether a model's optimizer is built before it loads.
+    built = True
+
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = learning_rate
         self.iterations = 0
@@ -68,7 +71,7 @@ class NumpyModel:
 
     Files: ``save``/``save_weights`` write a NumPy ``.npz`` archive (whatever
     the extension, so Keras's ``.keras``/``.weights.h5`` file-name rules can be
-    met) holding the arrays, and ``save`` adds the learning rate. Writes are
+    met) holding the arrays, and ``save`` adds the learning rate and ``iterations``. Writes are
     crash-safe (temp file, fsync, rename).
     """
 
@@ -93,6 +96,7 @@ class NumpyModel:
             NumpyOptimizer(learning_rate) if learning_rate is not None else None
         )
         self.stop_training = False
+        self.built = True  # asked by Keras's BackupAndRestore before it loads a backup
         self._initial_epoch: int | None = None
 
     def get_weights(self) -> list[np.ndarray]:
@@ -132,7 +136,7 @@ class NumpyModel:
     def load_weights(self, filepath: str | os.PathLike[str]) -> None:
         """Load arrays saved by :meth:`save`/:meth:`save_weights`, checking names and shapes.
 
-        A file from :meth:`save` also restores the learning rate.
+        A file from :meth:`save` also restores the learning rate and ``iterations``.
         """
         path = Path(filepath)
         with np.load(path, allow_pickle=False) as archive:
@@ -153,13 +157,17 @@ class NumpyModel:
         rate = meta.get("learning_rate")
         if rate is not None and self.optimizer is not None:
             self.optimizer.learning_rate = rate
+            self.optimizer.iterations = int(meta.get("iterations", 0))
 
     def _write(
         self, filepath: str | os.PathLike[str], overwrite: bool, with_optimizer: bool
     ) -> None:
         arrays: dict[str, Any] = dict(self.params)
         if with_optimizer and self.optimizer is not None:
-            meta = {"learning_rate": self.optimizer.learning_rate}
+            meta = {
+                "learning_rate": self.optimizer.learning_rate,
+                "iterations": self.optimizer.iterations,
+            }
             arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         # The .npz layout (one .npy entry per array), written entry by entry so that any
         # name works (np.savez takes names as keyword arguments: "file" would clash).

@@ -115,9 +115,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, StrictInt, validate_call
 
-from trainbus.callbacks.base import Callback
+from trainbus.callbacks.base import Callback, skippable
 from trainbus.callbacks.save_frequency import BatchSaveCounter
 from trainbus.callbacks.state import collect_states, restore_states, stateful_callbacks
+from trainbus.events import EpochEnd
 from trainbus.io import atomic_write
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
@@ -188,6 +189,8 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         self._current_epoch = 0
         self._set_initial_epoch = False
         self._finished = False
+        self._prepared = False  # set_emitter ran for the coming run (so restored already)
+        self._epoch_start_step = 0  # the global step when the current epoch began
         self._committed: dict[str, Any] | None = None  # the metadata of the backup in use
         self._skip_batch_hook()
 
@@ -213,7 +216,12 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         self._emitter = emitter
         callbacks = emitter.bus.callbacks(emitter)
         self._callbacks = list(callbacks) if self in callbacks else [*callbacks, self]
-        self._check_order()
+        self._check_order(_epoch_end_order(emitter, self._callbacks))
+        self._prepared = True
+        self._restore()
+
+    def _restore(self) -> None:
+        """Load the latest backup, if any, into the model, the callbacks and the emitter."""
         if self._finished:
             return
         metadata = self._load_backup()
@@ -227,19 +235,23 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             return
         restore_states(self._callbacks, self._states_with_arrays(metadata))
         self._generation = metadata["generation"]
-        emitter.step = metadata.get("step", 0)  # the global step goes on where it was
-        self.restored_epoch = metadata["epoch"]
-        self.model._initial_epoch = metadata["epoch"]
+        if self._emitter is not None:
+            self._emitter.step = metadata.get("step", 0)  # the global step goes on where it was
+        self.restored_epoch = epoch = metadata["epoch"]
+        if metadata.get("stopped"):  # the run had stopped (EarlyStopping): nothing is left
+            epoch = max(epoch, self.params.get("epochs") or epoch)
+        self.model._initial_epoch = epoch
         self._set_initial_epoch = True
 
-    def _check_order(self) -> None:
-        later = self._callbacks[self._callbacks.index(self) + 1 :]
+    def _check_order(self, epoch_end_order: list[object]) -> None:
+        later = epoch_end_order[epoch_end_order.index(self) + 1 :]
         stateful = [key for key, cb in stateful_callbacks(later).items() if cb is not self]
         if stateful:
             raise ValueError(
                 f"BackupAndRestore saves the callbacks' states at its epoch end, so the "
-                f"stateful callbacks must come before it; attached after it: "
-                f"{', '.join(stateful)}. Attach BackupAndRestore last."
+                f"stateful callbacks' epoch ends must run before it; running after it: "
+                f"{', '.join(stateful)}. Attach BackupAndRestore last, at a priority no higher "
+                f"than theirs."
             )
         collect_states(self._callbacks)  # a duplicate state key raises now, not at epoch end
 
@@ -325,21 +337,29 @@ class BackupAndRestore(BatchSaveCounter, Callback):
     # -- hooks ------------------------------------------------------------------------
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if not self._prepared:  # driven by another host (Keras's fit, a CallbackList)
+            self._emitter = None
+            self._callbacks = [self]
+            self._restore()
+        self._prepared = False
         self._finished = False
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch
+        self._epoch_start_step = getattr(self._emitter, "step", 0)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch + 1
         batch = self._last_batch_seen
         self._last_batch_seen = None
         if self.save_freq == "epoch":
-            self._save(epoch + 1, batch)
+            self._save(epoch + 1, batch, getattr(self._emitter, "step", 0))
 
+    @skippable
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
-            self._save(self._current_epoch, batch)
+            # A resumed run re-runs this epoch from its first batch: the step it began at.
+            self._save(self._current_epoch, batch, self._epoch_start_step)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.delete_checkpoint:
@@ -354,7 +374,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
 
     # -- saving -----------------------------------------------------------------------
 
-    def _save(self, epoch: int, batch: int | None) -> None:
+    def _save(self, epoch: int, batch: int | None, step: int) -> None:
         """Model to a new file, then the metadata naming it, then delete the old model."""
         generation = self._generation + 1
         name = f"backup-{generation:08d}.keras"
@@ -366,7 +386,8 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             "epoch": epoch,
             "batch": batch,
             "generation": generation,
-            "step": getattr(self._emitter, "step", 0),
+            "step": step,
+            "stopped": bool(getattr(self.model, "stop_training", False)),
             "model": name,
             "arrays": arrays_name,
             "states": states,
@@ -519,6 +540,17 @@ def _metadata_problem(metadata: Any) -> str:
     if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
         return f"'states' must map state keys to objects, got {states!r}"
     return ""
+
+
+def _epoch_end_order(emitter: Any, callbacks: list[object]) -> list[object]:
+    """``callbacks`` in the order their ``on_epoch_end`` hooks run (priority, then
+    attach order), then those without one."""
+    ordered: list[object] = []
+    for subscription in emitter.bus.subscribers(EpochEnd, emitter):
+        owner = getattr(subscription.fn, "__self__", None)
+        if subscription.kind == "hook" and owner in callbacks and owner not in ordered:
+            ordered.append(owner)
+    return ordered + [cb for cb in callbacks if cb not in ordered]
 
 
 __all__ = ["BackupAndRestore", "CorruptBackupError"]

@@ -40,6 +40,34 @@ def is_default(method: object) -> bool:
     return bool(getattr(method, "_is_default", False))
 
 
+def skippable(method: M) -> M:
+    """Mark a built-in's batch hook that it may skip when it has nothing to do per batch.
+
+    Such a built-in puts the base class's default hook on the instance, so the
+    bridge does not subscribe it; a subclass that overrides the hook (without
+    this mark) must still be called, so the hook is then left alone.
+    """
+    method._trainbus_skippable = True  # type: ignore[attr-defined]
+    return method
+
+
+def hook_is_skippable(callback: object, hook: str) -> bool:
+    """Whether ``callback``'s ``hook`` is a built-in's :func:`skippable` one, not overridden.
+
+    Example:
+        >>> class Saver(Callback):
+        ...     @skippable
+        ...     def on_train_batch_end(self, batch, logs=None): ...
+        >>> class Logged(Saver):
+        ...     def on_train_batch_end(self, batch, logs=None): print(batch)
+        >>> hook_is_skippable(Saver(), "on_train_batch_end")
+        True
+        >>> hook_is_skippable(Logged(), "on_train_batch_end")
+        False
+    """
+    return bool(getattr(getattr(type(callback), hook, None), "_trainbus_skippable", False))
+
+
 class Callback:
     """Base class for Keras-style callbacks.
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from trainbus.callbacks.base import is_default
 from trainbus.event import Event
 from trainbus.events import HOOKED_EVENTS, TrainBatchBegin, TrainBatchEnd
-from trainbus.subscription import OnError, Subscription, describe_callable
+from trainbus.subscription import OnError, Subscription, describe_callable, hold_sender
 
 if TYPE_CHECKING:
     from trainbus.bus import Bus
@@ -78,7 +78,6 @@ class Attachment:
     Attributes:
         callbacks: The attached objects, in order.
         subscriptions: One per overridden hook.
-        sender: The emitter they are scoped to, or ``None`` for any.
     """
 
     def __init__(
@@ -91,7 +90,15 @@ class Attachment:
         self.bus = bus
         self.callbacks = callbacks
         self.subscriptions = subscriptions
-        self.sender = sender
+        self._sender = hold_sender(sender, self._on_sender_collected)
+
+    @property
+    def sender(self) -> object | None:
+        """The emitter they are scoped to, or ``None`` for any."""
+        return self._sender()
+
+    def _on_sender_collected(self, _ref: object) -> None:
+        self.remove()
 
     def remove(self) -> None:
         """Detach every callback (idempotent)."""

@@ -5,7 +5,10 @@ wait and never stops training; otherwise the wait grows and training stops when
 it reaches ``patience`` (never at epoch index 0); ``baseline`` must also be
 beaten to reset the wait; epochs before ``start_from_epoch`` are ignored; with
 ``restore_best_weights`` the best epoch's weights are put back in
-``on_train_end``, whether training stopped early or not.
+``on_train_end``, whether training stopped early or not. One difference:
+values are compared in float64 as logged, where Keras 3 compares with backend
+ops in float32, so values that differ only beyond float32 precision (``0.4 -
+min_delta`` against ``0.3``) can count as an improvement here and not in Keras.
 
 Example:
     >>> import numpy as np

@@ -23,6 +23,10 @@ Deliberate differences from Keras 3 (``keras.callbacks.ModelCheckpoint``):
   ``save_weights_only``); trainbus's model handles choose their own format,
   so any name is accepted. A path that is a directory still gets Keras's
   error, ``Please specify a non-directory filepath for ModelCheckpoint...``.
+* **Comparisons in float64.** Values are compared as logged; Keras 3
+  compares with backend ops in float32, so a value better only beyond
+  float32 precision (``0.3`` after ``0.30000001``) is a new best here and
+  not in Keras.
 * **Batch-level ``save_best_only`` works.** Keras sets up its comparison only
   at the first epoch end, so its second batch-level save before then raises
   ``TypeError: 'NoneType' object is not callable``; trainbus resolves the
@@ -68,6 +72,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, validate_call
 
+from trainbus.callbacks.base import skippable
 from trainbus.callbacks.monitor import Mode, MonitorCallback, NonNegativeInt
 from trainbus.callbacks.save_frequency import BatchSaveCounter
 
@@ -154,6 +159,7 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
 
+    @skippable
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
             self._save_model(self._current_epoch, batch, logs)

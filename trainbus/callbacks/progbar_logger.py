@@ -102,8 +102,13 @@ def resolve_verbose(verbose: Any) -> int:
 
 
 def format_value(value: float) -> str:
-    """A metric as Keras shows it: 4 decimals, or scientific below 1e-3."""
-    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+    """A metric as Keras shows it: 4 decimals above 1e-3, else scientific (negatives too).
+
+    Example:
+        >>> format_value(0.25), format_value(0.0001), format_value(-0.25)
+        ('0.2500', '1.0000e-04', '-2.5000e-01')
+    """
+    return f"{value:.4f}" if value > 1e-3 else f"{value:.4e}"
 
 
 def format_logs(logs: Mapping[str, Any] | None) -> str:

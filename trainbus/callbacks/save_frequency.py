@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from trainbus.callbacks.base import hook_is_skippable
+
 
 class BatchSaveCounter:
     """Mixin counting batches toward ``save_freq`` (``"epoch"`` never saves on batches).
@@ -24,7 +26,8 @@ class BatchSaveCounter:
     Put it before the ``Callback`` base. With ``save_freq="epoch"``, call
     :meth:`_skip_batch_hook` once ``save_freq`` is set: the instance then has the
     base class's default ``on_train_batch_end``, so the bridge does not subscribe
-    it and the callback costs nothing per batch (Keras calls it every batch).
+    it and the callback costs nothing per batch (Keras calls it every batch),
+    unless a subclass overrides the hook.
     """
 
     save_freq: int | Literal["epoch"] = "epoch"
@@ -32,7 +35,7 @@ class BatchSaveCounter:
     _last_batch_seen: int | None = None
 
     def _skip_batch_hook(self) -> None:
-        if self.save_freq == "epoch":
+        if self.save_freq == "epoch" and hook_is_skippable(self, "on_train_batch_end"):
             self.on_train_batch_end = super().on_train_batch_end  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:

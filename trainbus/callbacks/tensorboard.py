@@ -49,7 +49,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictInt, validate_call
 
 from trainbus._optional import import_optional
-from trainbus.callbacks.base import Callback
+from trainbus.callbacks.base import Callback, hook_is_skippable, skippable
 from trainbus.logs import to_python
 
 INSTALL_HINT = "pip install 'trainbus[tensorboard]'"
@@ -170,7 +170,7 @@ class TensorBoard(Callback):
         ] = None,
     ) -> None:
         super().__init__()
-        self._tbx = _load_tensorboardx()
+        _load_tensorboardx()  # a missing tensorboardX fails here, not at the first epoch
         self.log_dir = os.fspath(log_dir)
         self.write_steps_per_second = write_steps_per_second
         self.update_freq: int | Literal["epoch"] = 1 if update_freq == "batch" else update_freq
@@ -183,9 +183,12 @@ class TensorBoard(Callback):
         self._epoch_start = 0.0
         if self.update_freq == "epoch" and not write_steps_per_second:
             # Nothing to do per batch: shadow the batch hooks with the base class's
-            # defaults so the bridge does not subscribe them (no per-batch call at all).
-            self.on_train_batch_begin = super().on_train_batch_begin  # type: ignore[method-assign, assignment]
-            self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign, assignment]
+            # defaults so the bridge does not subscribe them (no per-batch call at all),
+            # unless a subclass overrides them.
+            if hook_is_skippable(self, "on_train_batch_begin"):
+                self.on_train_batch_begin = super().on_train_batch_begin  # type: ignore[method-assign, assignment]
+            if hook_is_skippable(self, "on_train_batch_end"):
+                self.on_train_batch_end = super().on_train_batch_end  # type: ignore[method-assign, assignment]
 
     # -- writers ----------------------------------------------------------------------
 
@@ -193,7 +196,8 @@ class TensorBoard(Callback):
         """The writer for ``name`` (``train``/``validation``), created on first use."""
         writer = self._writers.get(name)
         if writer is None:
-            writer = self._tbx.SummaryWriter(
+            # The module is not kept on the instance: the callback stays deep-copyable.
+            writer = _load_tensorboardx().SummaryWriter(
                 logdir=os.path.join(self.log_dir, name),
                 filename_suffix=f".{os.getpid()}.{next(_writer_ids)}",
             )
@@ -230,11 +234,13 @@ class TensorBoard(Callback):
         self._epoch_step = self.step
         self._epoch_start = time.perf_counter()
 
+    @skippable
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._chunk_first = batch
         if self.write_steps_per_second:
             self._chunk_start = time.perf_counter()
 
+    @skippable
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         # begin got the chunk's first index, end its last: count as the emitter does.
         before = self.step

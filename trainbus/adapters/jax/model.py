@@ -325,7 +325,14 @@ class JaxModel:
             state_names = [_OPTIMIZER_PREFIX + n for n in own_names]
             new_state = jax.tree_util.tree_unflatten(
                 state_def,
-                _replace_leaves(state_leaves, saved, state_names, where, keep_dtype=False),
+                _replace_leaves(
+                    state_leaves,
+                    saved,
+                    state_names,
+                    where,
+                    keep_dtype=False,
+                    saved_dtypes=stored.metadata.get("optimizer_dtypes"),
+                ),
             )
         self.params, self.opt_state = new_params, new_state
         iterations = stored.metadata.get("iterations")
@@ -347,10 +354,13 @@ class JaxModel:
         }
         extras: dict[str, np.ndarray] = {}
         if with_optimizer and self.opt_state is not None:
-            state_leaves = jax.device_get(jax.tree_util.tree_leaves(self.opt_state))
+            state_leaves = jax.tree_util.tree_leaves(self.opt_state)
             extras = {f"{i:05d}": _storable(leaf) for i, leaf in enumerate(state_leaves)}
             metadata["iterations"] = self.iterations
             metadata["optimizer_leaves"] = _names(self.opt_state, "state")
+            # A leaf's dtype can change at the first step (Adam's moments of bfloat16
+            # params are float32): the load restores the saved one, not the fresh state's.
+            metadata["optimizer_dtypes"] = [str(_dtype_of(leaf)) for leaf in state_leaves]
         files.write_weight_file(
             filepath,
             {name: _storable(w) for name, w in zip(names, weights)},
@@ -396,8 +406,19 @@ def _native(dtype: np.dtype[Any]) -> bool:
     return dtype.kind in "biufc" and type(dtype).__module__.startswith("numpy")
 
 
+def _is_key(leaf: Any) -> bool:
+    """Whether ``leaf`` is a typed PRNG key (``jax.random.key``; ``optax.add_noise`` has one)."""
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _dtype_of(leaf: Any) -> Any:
+    return getattr(leaf, "dtype", None) or np.asarray(leaf).dtype
+
+
 def _storable(value: Any) -> np.ndarray:
-    array: np.ndarray = np.asarray(value)
+    if _is_key(value):  # NumPy cannot hold a key: its raw bits are stored
+        value = jax.random.key_data(value)
+    array: np.ndarray = np.asarray(jax.device_get(value))
     if not _native(array.dtype):
         return array.astype(np.float32)  # exact for bfloat16 and float8
     return array
@@ -418,29 +439,41 @@ def _replace_leaves(
     where: str,
     *,
     keep_dtype: bool = True,
+    saved_dtypes: Sequence[str] | None = None,
 ) -> list[Any]:
     """New leaves from ``sources``, checked (all first), in the old leaves' places.
 
     With ``keep_dtype`` (params) each new leaf gets its old leaf's dtype, and
     a source of another kind is refused; without (an optimizer state, whose
     leaves may change dtype at the first step) the source's dtype is kept,
-    save for the ``float32`` a file stores for a ``bfloat16``/float8 leaf.
+    save for the ``float32`` a file stores for a ``bfloat16``/float8 leaf, which
+    goes back to the leaf's dtype in ``saved_dtypes`` (as saved) if given. A PRNG
+    key leaf takes the key bits :func:`_storable` wrote.
     """
     ready: list[tuple[Any, np.ndarray]] = []
-    for name, leaf, source in zip(names, leaves, sources):
+    for index, (name, leaf, source) in enumerate(zip(names, leaves, sources)):
         array = np.asarray(source)
-        shape, dtype = (
-            tuple(np.shape(leaf)),
-            np.dtype(getattr(leaf, "dtype", np.asarray(leaf).dtype)),
-        )
+        stand_in = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+        shape, dtype = tuple(np.shape(stand_in)), np.dtype(_dtype_of(stand_in))
         if array.shape != shape:
             raise ValueError(f"{where}: leaf {name!r} has shape {shape}, got {array.shape}")
         if array.dtype == object or (keep_dtype and not _castable(array.dtype, dtype)):
             raise ValueError(f"{where}: leaf {name!r} has dtype {dtype}, got {array.dtype}")
-        if not keep_dtype and (_native(dtype) or array.dtype.kind != "f"):
-            dtype = array.dtype
+        if not keep_dtype and stand_in is leaf:
+            if saved_dtypes is not None:
+                dtype = np.dtype(jnp.dtype(saved_dtypes[index]))
+            elif _native(dtype) or array.dtype.kind != "f":
+                dtype = array.dtype
         ready.append((leaf, array.astype(dtype, copy=True)))
-    return [_place(array, leaf) if isinstance(leaf, jax.Array) else array for leaf, array in ready]
+    return [_restored(array, leaf) for leaf, array in ready]
+
+
+def _restored(array: np.ndarray, leaf: Any) -> Any:
+    """``array`` in ``leaf``'s place: a key again if it was one, on its device(s)."""
+    if _is_key(leaf):
+        key = jax.random.wrap_key_data(jnp.asarray(array), impl=jax.random.key_impl(leaf))
+        return jax.device_put(key, leaf.sharding) if getattr(leaf, "committed", False) else key
+    return _place(array, leaf) if isinstance(leaf, jax.Array) else array
 
 
 def _place(array: np.ndarray, like: jax.Array) -> jax.Array:

@@ -214,6 +214,34 @@ def unwrap(module: nn.Module) -> nn.Module:
         return module
 
 
+def _check_optimizer_state(stored: Mapping[str, Any], own: Mapping[str, Any], path: Path) -> None:
+    """Refuse an optimizer state saved by another kind of optimizer, or for other parameters.
+
+    torch's ``load_state_dict`` would find out halfway (Adam reading SGD's state
+    raises ``KeyError: 'step'``), after the weights and part of the optimizer changed.
+    """
+    stored_groups = list(stored.get("param_groups", ()))
+    own_groups = list(own["param_groups"])
+    stored_sizes = [len(group.get("params", ())) for group in stored_groups]
+    own_sizes = [len(group["params"]) for group in own_groups]
+    if stored_sizes != own_sizes:
+        difference = f"parameters per group: {stored_sizes} in the file, {own_sizes} here"
+    else:
+        stored_keys = set().union(*stored_groups) - {"params"}
+        own_keys = set().union(*own_groups) - {"params"}
+        if stored_keys == own_keys:
+            return
+        difference = (
+            f"settings only in the file: {sorted(stored_keys - own_keys)}, "
+            f"only here: {sorted(own_keys - stored_keys)}"
+        )
+    raise ValueError(
+        f"{str(path)!r} holds the state of another optimizer than this model's "
+        f"({difference}): build the TorchModel with the optimizer the file was saved with, "
+        f"or without an optimizer to load the weights alone"
+    )
+
+
 class TorchModel:
     """A :class:`~trainbus.ModelHandle` over a ``torch.nn.Module``.
 
@@ -371,11 +399,15 @@ class TorchModel:
                 f"missing {missing}, unexpected {unexpected}, "
                 f"shape mismatch (file vs model) {mismatched}"
             )
+        optimizer = self.optimizer
+        if optimizer is not None and optimizer_state is not None:
+            # Checked before anything changes: a refused file changes nothing.
+            _check_optimizer_state(optimizer_state, optimizer.state_dict(), path)
         self._copy_in(stored, tensors, f"load_weights({str(path)!r})")
-        if optimizer_state is not None and self.optimizer is not None:
-            self.optimizer.load_state_dict(optimizer_state)
+        if optimizer is not None and optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
             if iterations is not None:
-                self.optimizer.iterations = iterations
+                optimizer.iterations = iterations
 
     def _write(
         self, filepath: str | os.PathLike[str], overwrite: bool, with_optimizer: bool

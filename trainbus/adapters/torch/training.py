@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from trainbus.adapters._fit import (
     HistoryLike,
@@ -96,9 +97,10 @@ def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -
     """The mean of one key's batch values, on the device: one stack and one mean.
 
     With ``weights`` (one per value: the batches' sample counts), the weighted
-    mean. Integer and boolean tensors are averaged as floats (the default
-    dtype); values that cannot be stacked (other shapes or devices, a mix of
-    tensors and numbers) fall back to :func:`trainbus.logs.plain_mean`.
+    mean. It runs in at least ``float32``: integer, boolean and half-precision
+    (``float16``, ``bfloat16``) tensors give a ``float32`` mean. Values that
+    cannot be stacked (other shapes or devices, a mix of tensors and numbers)
+    fall back to :func:`trainbus.logs.plain_mean`.
 
     Example:
         >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
@@ -114,9 +116,9 @@ def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -
         except RuntimeError:
             pass
         else:
-            if not (stacked.is_floating_point() or stacked.is_complex()):
-                stacked = stacked.to(torch.get_default_dtype())
-            stacked = stacked.detach()
+            # An epoch's sum overflows float16 (and loses digits in bfloat16): the mean
+            # runs in at least float32, as the JAX reducer's does.
+            stacked = stacked.detach().to(torch.promote_types(stacked.dtype, torch.float32))
             if weights is None:
                 return stacked.mean(dim=0)
             scale = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
@@ -168,7 +170,9 @@ def fit(
         steps_per_execution: Batch events go out once per chunk of this many
             batches (the loop still trains on every batch).
         metrics: Name → ``metric(outputs, targets)`` returning a tensor; logged
-            per batch and averaged over the epoch (and over validation).
+            per batch and averaged over the epoch (and over validation). A
+            tensor of one value per sample (``outputs.argmax(1) == targets``)
+            is logged as its mean, as Keras does with a metric function.
         verbose: Keras's ``verbose``; unless 0 a
             :class:`~trainbus.callbacks.ProgbarLogger` is added when none is
             given (it draws only on a terminal).
@@ -347,7 +351,11 @@ def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) 
     with torch.no_grad():
         for name, metric in metric_fns.items():
             value = metric(outputs, targets)
-            values[name] = value.detach() if isinstance(value, torch.Tensor) else value
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+                if value.ndim:  # one value per sample: their mean, as Keras's metric wrapper
+                    value = value.to(torch.promote_types(value.dtype, torch.float32)).mean()
+            values[name] = value
     return values
 
 
@@ -390,6 +398,12 @@ def _optimizer_for(handle: Any, optimizer: torch.optim.Optimizer | None) -> torc
                 "fit() got an optimizer and a TorchModel holding a different one: pass "
                 "optimizer=None to use the model's, or build the TorchModel with this one"
             )
+        if facade is None and hasattr(handle, "optimizer"):
+            from trainbus.adapters.torch.model import TorchOptimizer
+
+            # A TorchModel built without one takes it, as Keras's compile() sets it:
+            # learning-rate callbacks and save() see the optimizer that steps.
+            handle.optimizer = TorchOptimizer(optimizer)
         return optimizer
     if isinstance(own, torch.optim.Optimizer):
         return own
@@ -446,13 +460,21 @@ def _to_device(value: Any, device: torch.device | None) -> Any:
         return value
     if isinstance(value, torch.Tensor):
         return value if value.device == device else value.to(device, non_blocking=True)
+    if isinstance(value, PackedSequence):  # its batch_sizes must stay on the CPU
+        return value.to(device)  # type: ignore[arg-type]  # its stub lacks the device form
     if isinstance(value, tuple):
-        return tuple(_to_device(item, device) for item in value)
+        return _same_tuple(value, (_to_device(item, device) for item in value))
     if isinstance(value, list):
         return [_to_device(item, device) for item in value]
     if isinstance(value, Mapping):
         return {key: _to_device(item, device) for key, item in value.items()}
     return value
+
+
+def _same_tuple(like: tuple[Any, ...], items: Iterable[Any]) -> tuple[Any, ...]:
+    """``items`` as a tuple of ``like``'s type: a named tuple stays one."""
+    make = getattr(type(like), "_make", None)
+    return make(items) if make is not None else tuple(items)
 
 
 def _concat(parts: Sequence[Any]) -> Any:
@@ -461,8 +483,10 @@ def _concat(parts: Sequence[Any]) -> Any:
         return torch.cat(list(parts))
     if isinstance(first, Mapping):
         return {key: _concat([part[key] for part in parts]) for key in first}
-    if isinstance(first, (tuple, list)):
-        return type(first)(_concat([part[i] for part in parts]) for i in range(len(first)))
+    if isinstance(first, tuple):
+        return _same_tuple(first, (_concat([part[i] for part in parts]) for i in range(len(first))))
+    if isinstance(first, list):
+        return [_concat([part[i] for part in parts]) for i in range(len(first))]
     if isinstance(first, np.ndarray):
         return np.concatenate(list(parts))
     raise TypeError(f"predict() cannot concatenate model outputs of type {type(first).__name__}")
