@@ -26,6 +26,7 @@ callbacks are called with their hook arguments directly.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import islice
@@ -101,6 +102,31 @@ _PLAN_SLOTS: dict[type[Event], str] = {
 _QUIET, _TYPED1, _TYPED, _HOOKS1, _HOOKS_BY_POSITION, _HOOKS, _MIXED, _CHUNK = range(8)
 
 _new_event = tuple.__new__
+
+
+def _temporary_refcount() -> int:
+    """What ``sys.getrefcount`` shows, inside a hook, for a logs dict only the call holds.
+
+    Measured at import with a hook of the same shape. Where a dict the caller
+    keeps shows no more than that (or the interpreter has no reference counts,
+    or it is a CPython whose stack references this was not verified on), ``-1``:
+    every kept dict is then copied.
+    """
+    if sys.implementation.name != "cpython" or not (3, 10) <= sys.version_info[:2] < (3, 14):
+        return -1
+
+    class Probe:
+        def hook(self, batch: int, logs: Any = None, samples: Any = None) -> int:
+            return sys.getrefcount(logs)
+
+    probe = Probe()
+    temporary = probe.hook(0, {"loss": 0.5})
+    held = {"loss": 0.5}
+    return temporary if probe.hook(0, held) > temporary else -1
+
+
+_getrefcount: Callable[[Any], int] = getattr(sys, "getrefcount", lambda _: 0)
+_TEMPORARY_REFCOUNT = _temporary_refcount()
 
 
 def _route(plan: Plan | None) -> int:
@@ -524,8 +550,12 @@ class Emitter:
         self._state = EPOCH
         self._last = batch
         if logs:
-            # A shallow copy (no value converted): the loop may refill or reuse its dict.
-            self._train_kept.append(dict(logs) if type(logs) is dict else dict(raw_items(logs)))
+            # Kept for the epoch means as it is if only this call holds it (a literal, or
+            # the iterator API's dict): nobody can change it later. Any other is copied
+            # (shallowly, nothing converted), so a loop may refill or reuse its dicts.
+            if type(logs) is not dict or _getrefcount(logs) > _TEMPORARY_REFCOUNT:
+                logs = _copied(logs)
+            self._train_kept.append(logs)
             if samples is not None:
                 self._train_weights.append(samples)
         route = self._tbe_route
@@ -533,11 +563,10 @@ class Emitter:
             self.step += batch - self._batch + 1
             return
         if route == _CHUNK:
-            kept = self._train_kept[-1] if logs else None  # the copy: it outlives the call
             if batch < self._chunk_end:  # inside the chunk: no event, no step yet
-                self._chunk_logs = kept
+                self._chunk_logs = logs  # the kept dict: the loop's may change
             else:
-                self._close_train_chunk(batch, kept)
+                self._close_train_chunk(batch, logs)
             return
         size = batch - self._batch + 1
         self.step = step = self.step + size
@@ -1177,6 +1206,11 @@ def _call_if_defined(target: object, method: str, argument: Any) -> None:
     function = getattr(target, method, None)
     if function is not None:
         function(argument)
+
+
+def _copied(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """A shallow copy of batch logs, values as stored (a ``Logs``' unread ones unconverted)."""
+    return dict(logs) if type(logs) is dict else dict(raw_items(logs))
 
 
 def _checked_samples(samples: Any) -> float:
