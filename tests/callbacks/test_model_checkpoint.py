@@ -531,3 +531,11 @@ def test_batch_saves_of_best_only_without_the_monitor_warn_once_and_save_nothing
         train()
     assert len(caught) == 1
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("template", ["m{epoch:zz}.keras", "m{epoch!z}.keras", "m{batch:q}.keras"])
+def test_a_template_that_cannot_format_the_epoch_or_batch_is_refused_when_built(
+    template: str,
+) -> None:
+    with pytest.raises(ValueError, match=r"cannot format \{(epoch|batch)\} \(an int\)"):
+        ModelCheckpoint(template)

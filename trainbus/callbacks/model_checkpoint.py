@@ -312,7 +312,8 @@ def _checked_template(filepath: str) -> str:
             f"ModelCheckpoint filepath {filepath!r} is not a valid format template: {error} "
             "(write a literal brace as '{{' or '}}')"
         ) from None
-    for _, field, _, _ in parsed:
+    formatter = string.Formatter()
+    for _, field, spec, conversion in parsed:
         if field is None:
             continue
         name = field.split(".", 1)[0].split("[", 1)[0]
@@ -321,6 +322,14 @@ def _checked_template(filepath: str) -> str:
                 f"ModelCheckpoint filepath {filepath!r} has a positional field "
                 f"{{{field}}}; name it: {{epoch}}, {{batch}} or a logs key such as {{val_loss}}"
             )
+        if field in ("epoch", "batch"):  # ints: a bad format is known now, not after an epoch
+            try:
+                formatter.format_field(formatter.convert_field(1, conversion), spec or "")
+            except ValueError as error:
+                raise ValueError(
+                    f"ModelCheckpoint filepath {filepath!r} cannot format {{{field}}} "
+                    f"(an int): {error}"
+                ) from None
     is_template = any(field is not None for _, field, _, _ in parsed)
     if not is_template and os.path.isdir(filepath):
         raise ValueError(_DIRECTORY_MESSAGE.format(filepath))
