@@ -60,12 +60,13 @@ def test_a_backend_chosen_in_keras_json_is_left_alone(tmp_path: Path) -> None:
     assert result.stdout.split() == ["jax"]
 
 
-def test_keras_json_s_default_tensorflow_is_replaced_when_tensorflow_is_missing(
-    tmp_path: Path,
+@pytest.mark.parametrize("configured", ["tensorflow", "openvino"])
+def test_a_keras_json_backend_that_is_not_installed_is_replaced(
+    tmp_path: Path, configured: str
 ) -> None:
-    if importlib.util.find_spec("tensorflow") is not None:
-        pytest.skip("tensorflow is installed: keras.json's tensorflow backend can run")
-    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
+    if importlib.util.find_spec(configured) is not None:
+        pytest.skip(f"{configured} is installed: keras.json's backend can run")
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": configured}))
     result = run_python(
         """
         import trainbus.adapters.torch

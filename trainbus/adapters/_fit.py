@@ -56,17 +56,20 @@ def prefer_keras_backend(backend: str) -> None:
     ``~/.keras``), else TensorFlow. Importing an adapter sets ``KERAS_BACKEND``
     when keras is not loaded yet, the variable is unset, and ``keras.json``
     names no backend that can run (keras writes ``"tensorflow"`` there by
-    default; it is kept only if TensorFlow is installed). So ``import keras``
-    after the adapter runs on the adapter's framework unless you chose another.
+    default): a configured backend is kept only if its package is installed.
+    So ``import keras`` after the adapter runs on the adapter's framework
+    unless you chose another.
     """
     if "keras" in sys.modules or "KERAS_BACKEND" in os.environ:
         return
     configured = _configured_keras_backend()
-    if configured is not None and (
-        configured != "tensorflow" or importlib.util.find_spec("tensorflow") is not None
-    ):
+    if configured in _KERAS_BACKENDS and importlib.util.find_spec(configured) is not None:
         return
     os.environ["KERAS_BACKEND"] = backend
+
+
+# Keras 3's backends; each needs the package of the same name.
+_KERAS_BACKENDS = frozenset({"tensorflow", "jax", "torch", "numpy", "openvino"})
 
 
 def _configured_keras_backend() -> str | None:
