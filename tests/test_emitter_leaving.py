@@ -320,3 +320,42 @@ def test_a_refused_training_call_leaves_params_unchanged() -> None:
         pass
     assert emitter.params["epochs"] == 2
     assert emitter.params["steps"] == 5
+
+
+def test_aborted_counts_the_batches_of_an_open_chunk_that_ran() -> None:
+    bus = Bus()
+    events = record(bus)
+    emitter = Emitter(bus, steps_per_execution=4)
+
+    def crash_in_batch_5() -> None:
+        with emitter.training(epochs=1) as epochs:
+            for _ in epochs:
+                for index in emitter.batches(range(10)):
+                    if index == 5:
+                        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        crash_in_batch_5()
+    aborted = events[-1]
+    assert isinstance(aborted, Aborted)
+    assert aborted.step == 5  # batches 0-4 ran; 5 did not end
+
+
+def test_a_standalone_evaluation_aborted_carries_no_earlier_training_logs() -> None:
+    bus = Bus()
+    events = record(bus)
+    emitter = Emitter(bus)
+    with emitter.training(epochs=1) as epochs:
+        for _ in epochs:
+            emitter.log(loss=1.0)
+
+    def fail_evaluating() -> None:
+        with emitter.evaluation(range(3)) as batches:
+            for _ in batches:
+                raise RuntimeError("bad batch")
+
+    with pytest.raises(RuntimeError):
+        fail_evaluating()
+    aborted = events[-1]
+    assert isinstance(aborted, Aborted)
+    assert (aborted.phase, dict(aborted.logs)) == ("test", {})

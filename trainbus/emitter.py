@@ -778,6 +778,9 @@ class Emitter:
         phase: str | None = None
         if self._outer != IDLE or self._state in (TRAINING, EPOCH, TRAIN_BATCH):
             phase = "train"
+            first = self._chunk_first
+            if first is not None and self._outer == IDLE and self._last >= first:
+                self.step += self._last - first + 1  # the open chunk's batches that ran
         elif self._state in (TESTING, TEST_BATCH):
             phase = "test"
         elif self._state in (PREDICTING, PREDICT_BATCH):
@@ -786,7 +789,8 @@ class Emitter:
         plan = self._p_aborted
         if phase is not None and plan is not None:
             text = f"{type(error).__name__}: {error}"
-            logs = copy_logs(self.epoch_logs)
+            # Training: the last complete epoch's logs; a standalone run has none of its own.
+            logs = copy_logs(self.epoch_logs if phase == "train" else None)
             plan.send(Aborted(step=self.step, logs=logs, phase=phase, error=text))
 
     # -- helpers for the hook methods --------------------------------------------------
