@@ -275,3 +275,10 @@ def test_tensor_scalars_in_a_plain_dict_are_written_as_numbers(tmp_path: Path) -
     logger.on_epoch_end(0, {"loss": torch.tensor(0.5), "val_loss": np.float32(0.25)})
     logger.on_train_end()
     assert path.read_text().splitlines() == ["epoch,loss,val_loss", "0,0.5,0.25"]
+
+
+@pytest.mark.parametrize("name", ["", "a directory"])
+def test_a_filename_that_names_no_file_is_refused_when_built(name: str, tmp_path: Path) -> None:
+    filename = "" if not name else str(tmp_path)
+    with pytest.raises(ValueError, match="CSVLogger filename must name a file"):
+        CSVLogger(filename)

@@ -114,6 +114,11 @@ class CSVLogger(Callback):
     ) -> None:
         super().__init__()
         self.filename = os.fspath(filename)
+        if not self.filename or os.path.isdir(self.filename):
+            raise ValueError(
+                f"CSVLogger filename must name a file, got {self.filename!r}"
+                + (" (a directory)" if self.filename else "")
+            )
         self.sep = separator
         self.append = append
         self.keys: list[str] | None = None
