@@ -430,6 +430,9 @@ class Reference:
     def abort(self) -> None:
         if self.outer != IDLE or self.state in (TRAINING, EPOCH) or self.open == "train":
             phase: str | None = "train"
+            first = self.chunk_first
+            if first is not None and self.outer == IDLE and self.last >= first:
+                self.step += self.last - first + 1  # the open chunk's batches that ran
         elif self.state == TESTING:
             phase = "test"
         elif self.state == PREDICTING:
@@ -438,7 +441,8 @@ class Reference:
             phase = None
         self.state, self.outer, self.open, self.chunk_first = IDLE, IDLE, None, None
         if phase is not None:
-            self.sent.append(("Aborted", None, None, None, self.step, dict(self.epoch_logs)))
+            logs = dict(self.epoch_logs) if phase == "train" else {}
+            self.sent.append(("Aborted", None, None, None, self.step, logs))
 
 
 Call = tuple[str, tuple[Any, ...]]
