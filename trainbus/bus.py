@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import sys
 import weakref
@@ -37,7 +36,13 @@ from trainbus.errors import add_note
 from trainbus.event import Event
 from trainbus.filters import build_filters
 from trainbus.logs import Logs, copy_logs
-from trainbus.subscription import OnError, SubscriberKind, Subscription, describe_callable
+from trainbus.subscription import (
+    OnError,
+    SubscriberKind,
+    Subscription,
+    describe_callable,
+    weak_callable,
+)
 
 if TYPE_CHECKING:
     from trainbus.callbacks.bridge import Attachment
@@ -141,7 +146,7 @@ def _blinker_entry(
     """
     if not weakly:
         return partial(_call_blinker_receiver, receiver, sender)
-    ref = weakref.WeakMethod(receiver) if inspect.ismethod(receiver) else weakref.ref(receiver)
+    ref = weak_callable(receiver)
 
     def call_if_alive(event: Event) -> None:
         live = ref()

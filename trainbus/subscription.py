@@ -33,6 +33,16 @@ def describe_callable(fn: object) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
+def weak_callable(
+    fn: Callable[..., Any], on_collected: Callable[[Any], None] | None = None
+) -> weakref.ref[Any]:
+    """A weak reference to ``fn``; a bound method's is a ``WeakMethod`` (a plain weak
+    reference to it would die at once, the bound method being made anew on each access)."""
+    if inspect.ismethod(fn):
+        return weakref.WeakMethod(fn, on_collected)
+    return weakref.ref(fn, on_collected)
+
+
 def hold_sender(
     sender: object | None, on_collected: Callable[[object], None]
 ) -> Callable[[], object | None]:
@@ -125,12 +135,7 @@ class Subscription:
         self._fn: Callable[..., Any] | None = None
         self._ref: weakref.ref[Any] | None = None
         if weak:
-            on_dead = self._on_target_collected
-            self._ref = (
-                weakref.WeakMethod(fn, on_dead)
-                if inspect.ismethod(fn)
-                else weakref.ref(fn, on_dead)
-            )
+            self._ref = weak_callable(fn, self._on_target_collected)
         else:
             self._fn = fn
 
