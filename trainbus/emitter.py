@@ -731,7 +731,7 @@ class Emitter:
         if samples is not None:
             samples = _checked_samples(samples)
         if logs:
-            logs = dict(raw_items(logs))  # a copy: it may be sent later, as a chunk's end
+            logs = _copied(logs)  # it may be sent later, as a chunk's end
             self._kept.append(logs)
             if samples is not None:
                 self._weights.append(samples)
@@ -766,7 +766,7 @@ class Emitter:
         if self._state != PREDICT_BATCH or batch < self._batch:
             self._bad_batch_end(PREDICT_BATCH, "predict", batch)
         if logs and self._chunked:
-            logs = dict(raw_items(logs))  # a copy: it may be sent later, as a chunk's end
+            logs = _copied(logs)  # it may be sent later, as a chunk's end
         self._close_batch(PREDICTING, batch, self._p_predict_batch_end, PredictBatchEnd, logs)
 
     def abort(self, error: BaseException) -> None:
@@ -825,8 +825,12 @@ class Emitter:
 
     def _reset(self) -> None:
         self._state = self._outer = IDLE
-        self._chunk_first = None
+        self._drop_open_batches()
         self._set_train_routes()
+
+    def _drop_open_batches(self) -> None:
+        """Forget the open chunk, the iterator batch and its pending logs, sending nothing."""
+        self._chunk_first = None
         self._open_iterator = None
         self._abandoned = False
         self._pending = {}
@@ -844,10 +848,7 @@ class Emitter:
             PREDICT_BATCH,
         ):
             return
-        self._chunk_first = None
-        self._open_iterator = None
-        self._abandoned = False
-        self._pending = {}
+        self._drop_open_batches()
         self._end_run()
 
     def _chunk_ends(self, batch: int) -> bool:
