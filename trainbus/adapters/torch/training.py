@@ -116,15 +116,20 @@ def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -
         except RuntimeError:
             pass
         else:
-            # An epoch's sum overflows float16 (and loses digits in bfloat16): the mean
-            # runs in at least float32, as the JAX reducer's does.
-            stacked = stacked.detach().to(torch.promote_types(stacked.dtype, torch.float32))
+            stacked = _at_least_float32(stacked.detach())
             if weights is None:
                 return stacked.mean(dim=0)
             scale = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
             scale = scale.reshape(-1, *[1] * (stacked.ndim - 1)) / scale.sum()
             return (stacked * scale).sum(dim=0)
     return plain_mean(values, weights)
+
+
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in a dtype a mean can run in: integers, booleans and half precision
+    become ``float32`` (an epoch's float16 sum overflows, bfloat16 loses digits), as in
+    the JAX reducer; ``float64`` and complex stay as they are."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
 register_converter(torch.Tensor, tensor_to_python)
@@ -354,7 +359,7 @@ def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) 
             if isinstance(value, torch.Tensor):
                 value = value.detach()
                 if value.ndim:  # one value per sample: their mean, as Keras's metric wrapper
-                    value = value.to(torch.promote_types(value.dtype, torch.float32)).mean()
+                    value = _at_least_float32(value).mean()
             values[name] = value
     return values
 
