@@ -75,6 +75,9 @@ class NumpyModel:
     crash-safe (temp file, fsync, rename).
     """
 
+    # Keras's BackupAndRestore asks whether the model is built before it loads a backup.
+    built = True
+
     def __init__(
         self, params: Mapping[str, np.ndarray], learning_rate: float | None = None
     ) -> None:
@@ -96,7 +99,6 @@ class NumpyModel:
             NumpyOptimizer(learning_rate) if learning_rate is not None else None
         )
         self.stop_training = False
-        self.built = True  # asked by Keras's BackupAndRestore before it loads a backup
         self._initial_epoch: int | None = None
 
     def get_weights(self) -> list[np.ndarray]:
