@@ -26,11 +26,11 @@ demo: $(VENV)/.installed-dev
 	$(PY) examples/demo.py --framework $(FRAMEWORK)
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check trainbus tests benchmarks examples
-	$(PY) -m ruff format --check trainbus tests benchmarks examples
+	$(PY) -m ruff check trainbus adapters tests benchmarks examples
+	$(PY) -m ruff format --check trainbus adapters tests benchmarks examples
 
 typecheck: $(VENV)/.installed-dev
-	$(PY) -m mypy --strict trainbus
+	$(PY) -m mypy --strict
 
 # keras runs one backend per process: its callbacks on JAX loops get a pytest run of their own.
 test: lint typecheck

@@ -12,7 +12,7 @@ steps, trained by:
    is fetched (``float(jnp.stack(losses).mean())``), the least a loop that reports an epoch
    loss does. That is its only wait for the device: JAX dispatches asynchronously, and the
    loop queues steps ahead of the computation as a real loop does. No callbacks, no files.
-2. **trainbus fit**: :func:`trainbus.adapters.jax.fit` with ``History``,
+2. **trainbus fit**: :func:`trainbus_jax.fit` with ``History``,
    ``EarlyStopping(monitor="loss", patience=10**9)`` (never stops), ``ModelCheckpoint``
    (``model.save`` to a new ``.npz`` file at every epoch end: params and optimizer state,
    an atomic write with fsync), ``CSVLogger`` (rewritten atomically every epoch) and
@@ -261,7 +261,7 @@ def bare_contender(setup: Setup) -> Contender:
 
 def fit_contender(setup: Setup) -> Contender:
     from trainbus import Bus
-    from trainbus.adapters.jax import JaxModel, fit
+    from trainbus_jax import JaxModel, fit
 
     def prepare() -> Callable[[], None]:
         model = JaxModel(new_params(setup.features), setup.tx)
@@ -286,7 +286,7 @@ def fit_contender(setup: Setup) -> Contender:
 
 def loop_contender(setup: Setup) -> Contender:
     from trainbus import Bus, Emitter
-    from trainbus.adapters.jax import JaxModel
+    from trainbus_jax import JaxModel
 
     def prepare() -> Callable[[], None]:
         model = JaxModel(new_params(setup.features), setup.tx)

@@ -9,7 +9,7 @@ batches and the same number of optimizer steps, trained by:
    forward, loss, ``zero_grad(set_to_none=True)``, ``backward()``, ``step()``; it keeps the
    detached batch losses and takes their mean once per epoch (``torch.stack(...).mean()``,
    one ``.item()``), the least a loop that reports an epoch loss does. No callbacks, no files.
-2. **trainbus fit**: :func:`trainbus.adapters.torch.fit` with ``History``,
+2. **trainbus fit**: :func:`trainbus_torch.fit` with ``History``,
    ``EarlyStopping(monitor="loss", patience=10**9)`` (never stops), ``ModelCheckpoint``
    (``model.save`` to a new ``.pt`` file in a temporary directory at every epoch end, each an
    atomic write with fsync), ``CSVLogger`` (rewritten atomically every epoch) and
@@ -258,7 +258,7 @@ def fit_contender(setup: Setup) -> Contender:
     import torch
 
     from trainbus import Bus
-    from trainbus.adapters.torch import fit
+    from trainbus_torch import fit
 
     def prepare() -> Callable[[], None]:
         net = new_net(setup.features)
@@ -287,7 +287,7 @@ def loop_contender(setup: Setup) -> Contender:
     import torch
 
     from trainbus import Bus, Emitter
-    from trainbus.adapters.torch import TorchModel
+    from trainbus_torch import TorchModel
 
     def prepare() -> Callable[[], None]:
         net = new_net(setup.features)

@@ -18,7 +18,7 @@ the epoch mean then stacks on the "device").
 
 ``--values jax`` measures the JAX adapter instead: a jitted step on tiny arrays (so it costs
 little), run by a bare loop (keeps each step's loss, one epoch mean fetched per epoch) and by
-:func:`trainbus.adapters.jax.fit` with the same five callbacks; the difference is what ``fit``
+:func:`trainbus_jax.fit` with the same five callbacks; the difference is what ``fit``
 and the callbacks add per step. It reports trainbus's extra CPU time per step
 (median over interleaved rounds) and what that is as a fraction of a 1 ms step, with the
 per-epoch part (checkpoint, CSV row, means) amortized over ``--steps`` steps per epoch.
@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from trainbus import Bus, Emitter
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -53,6 +52,7 @@ from trainbus.callbacks import (
     ModelCheckpoint,
     ProgbarLogger,
 )
+from trainbus.numpy_model import NumpyModel
 
 
 def loss_values(kind: str, count: int) -> list[Any]:
@@ -103,7 +103,7 @@ def jax_runs(steps: int, epochs: int, workdir: Path) -> dict[str, Callable[[], N
     import jax.numpy as jnp
     import optax
 
-    from trainbus.adapters.jax import JaxModel, fit
+    from trainbus_jax import JaxModel, fit
 
     tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
 

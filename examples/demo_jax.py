@@ -2,7 +2,7 @@
 
 A one-hidden-layer MLP on scikit-learn's digits (8x8 images, 10 classes), trained with a
 jitted JAX step and optax SGD with momentum. The step knows nothing about printing, saving or
-stopping; ``trainbus.adapters.jax.fit`` runs it and sends Keras's lifecycle events, and
+stopping; ``trainbus_jax.fit`` runs it and sends Keras's lifecycle events, and
 everything else subscribes:
 
 * typed subscribers (``@bus.on(EpochEnd, every=5)``) print progress;
@@ -35,7 +35,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from trainbus import Bus, EpochEnd, Event, TrainEnd
-from trainbus.adapters.jax import JaxModel, fit
 from trainbus.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -43,6 +42,7 @@ from trainbus.callbacks import (
     ProgbarLogger,
     ReduceLROnPlateau,
 )
+from trainbus_jax import JaxModel, fit
 
 HIDDEN = 64
 

@@ -29,7 +29,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from trainbus import Bus, Emitter, EpochEnd, Event, TrainBatchEnd, TrainEnd
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks import (
     CSVLogger,
     EarlyStopping,
@@ -37,6 +36,7 @@ from trainbus.callbacks import (
     ProgbarLogger,
     ReduceLROnPlateau,
 )
+from trainbus.numpy_model import NumpyModel
 
 
 def minibatches(x, y, size, rng=None):

@@ -1,7 +1,7 @@
 """trainbus demo: Keras's callbacks on a PyTorch model, without Keras's ``fit``.
 
 A small PyTorch MLP learns scikit-learn's digits (8x8 images, 10 classes) with
-``trainbus.adapters.torch.fit``. Keras's own ``keras.callbacks.EarlyStopping``
+``trainbus_torch.fit``. Keras's own ``keras.callbacks.EarlyStopping``
 (``restore_best_weights=True``) runs unchanged next to trainbus's
 ``ModelCheckpoint`` (keeps the best epoch's weights in a ``.weights.h5`` file),
 ``ReduceLROnPlateau`` (changes the torch optimizer's learning rate), ``CSVLogger``
@@ -31,8 +31,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from trainbus import Bus, EpochEnd
-from trainbus.adapters.torch import TorchModel, evaluate, fit
 from trainbus.callbacks import CSVLogger, ModelCheckpoint, ReduceLROnPlateau
+from trainbus_torch import TorchModel, evaluate, fit
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 

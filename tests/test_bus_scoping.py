@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from trainbus import Bus, Callback, Emitter, Event, TrainBatchEnd, to_json
-from trainbus.adapters.loop import NumpyModel
 from trainbus.logs import means
+from trainbus.numpy_model import NumpyModel
 
 
 class Model:

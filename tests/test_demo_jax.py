@@ -16,7 +16,7 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 pytest.importorskip("sklearn")
 
-from trainbus.adapters.jax import JaxModel  # noqa: E402
+from trainbus_jax import JaxModel  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

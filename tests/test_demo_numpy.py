@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from trainbus.adapters.loop import NumpyModel
+from trainbus.numpy_model import NumpyModel
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_numpy.py"
 TRAIN_BATCHES = math.ceil(1437 / 64)  # 80% of the 1797 digits, in batches of at most 64

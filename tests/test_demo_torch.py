@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
-from trainbus.adapters.torch import TorchModel
+from trainbus_torch import TorchModel
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -25,7 +25,7 @@ from trainbus import (
     TrainBatchEnd,
     TrainEnd,
 )
-from trainbus.adapters.loop import NumpyModel
+from trainbus.numpy_model import NumpyModel
 
 
 def record(bus: Bus) -> list[Event]:

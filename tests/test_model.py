@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainbus import ModelHandle, NullModel, OptimizerHandle
-from trainbus.adapters.loop import NumpyModel, NumpyOptimizer
+from trainbus.numpy_model import NumpyModel, NumpyOptimizer
 
 NULL_CALLS: dict[str, Callable[[NullModel, Path], Any]] = {
     "get_weights()": lambda m, p: m.get_weights(),

@@ -20,13 +20,13 @@ def test_import_pulls_in_no_framework() -> None:
         "    return sorted(m for m in sys.modules if m.split('.')[0] in frameworks)\n"
         "import trainbus\n"
         "core = loaded()\n"
-        "import trainbus.adapters.loop\n"
-        "print(json.dumps({'trainbus': core, 'adapters.loop': loaded()}))\n"
+        "import trainbus.numpy_model\n"
+        "print(json.dumps({'trainbus': core, 'numpy_model': loaded()}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert json.loads(result.stdout) == {"trainbus": [], "adapters.loop": []}
+    assert json.loads(result.stdout) == {"trainbus": [], "numpy_model": []}
 
 
 def test_all_names_resolve_and_are_unique() -> None:

@@ -2,7 +2,7 @@
 
 Keras callbacks reach the model through a small surface (``research/keras.md``
 §4): ``stop_training``, weights, saving, and ``optimizer.learning_rate``.
-Adapters implement it for their framework (:class:`trainbus.adapters.loop.NumpyModel`
+Adapters implement it for their framework (:class:`trainbus.numpy_model.NumpyModel`
 for NumPy; torch and JAX adapters for theirs), so every callback works with
 every framework.
 """
@@ -88,7 +88,7 @@ class NullModel:
     def _missing(self, what: str) -> TypeError:
         return TypeError(
             f"a callback called model.{what}, but this emitter has no model: "
-            "pass model= to Emitter (for example trainbus.adapters.loop.NumpyModel)"
+            "pass model= to Emitter (for example trainbus.numpy_model.NumpyModel)"
         )
 
     def get_weights(self) -> list[np.ndarray]:

@@ -18,12 +18,12 @@ import time
 import numpy as np
 
 from trainbus import Bus, Emitter
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks.backup_and_restore import BackupAndRestore
 from trainbus.callbacks.early_stopping import EarlyStopping
 from trainbus.callbacks.model_checkpoint import ModelCheckpoint
 from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from trainbus.io import atomic_write
+from trainbus.numpy_model import NumpyModel
 
 EPOCHS = 12
 BATCH = 16

@@ -17,7 +17,6 @@ import pytest
 from pydantic import ValidationError
 
 from trainbus import Bus, Emitter, TrainBatchEnd
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks.backup_and_restore import (
     METADATA_NAME,
     BackupAndRestore,
@@ -26,6 +25,7 @@ from trainbus.callbacks.backup_and_restore import (
 from trainbus.callbacks.early_stopping import EarlyStopping
 from trainbus.callbacks.model_checkpoint import ModelCheckpoint
 from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from trainbus.numpy_model import NumpyModel
 
 LOSSES = [0.9, 0.5, 0.6, 0.45, 0.5, 0.55, 0.6, 0.4, 0.7, 0.8]
 

@@ -23,8 +23,8 @@ from trainbus import (
     TrainBatchEnd,
     TrainBegin,
 )
-from trainbus.adapters.loop import NumpyModel
 from trainbus.events import LIFECYCLE_EVENTS
+from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")
 

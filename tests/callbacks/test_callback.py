@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from trainbus import Bus, Callback, Emitter
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks.base import is_default
 from trainbus.callbacks.bridge import overridden_hooks
+from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from trainbus import Callback, EventOrderError
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks import CallbackList
+from trainbus.numpy_model import NumpyModel
 
 
 class Recorder(Callback):

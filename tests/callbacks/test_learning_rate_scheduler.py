@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainbus import Callback
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.learning_rate_scheduler import LearningRateScheduler
 from trainbus.callbacks.state import Stateful
+from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")

@@ -11,10 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from trainbus import Bus, Emitter
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks.base import Callback
 from trainbus.callbacks.early_stopping import EarlyStopping
 from trainbus.callbacks.metric_callback import MetricCallback
+from trainbus.numpy_model import NumpyModel
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 sklearn_metrics = pytest.importorskip("sklearn.metrics")

@@ -11,10 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from trainbus import Bus, Emitter
-from trainbus.adapters.loop import NumpyModel
 from trainbus.callbacks.base import Callback
 from trainbus.callbacks.learning_rate_scheduler import LearningRateScheduler
 from trainbus.callbacks.tensorboard import TensorBoard
+from trainbus.numpy_model import NumpyModel
 
 pytest.importorskip("tensorboardX")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")

@@ -2,7 +2,7 @@
 
 Run with ``KERAS_BACKEND=jax`` (keras picks its backend once per process). Each
 callback runs on a small JAX MLP trained on sklearn's digits through
-:func:`trainbus.adapters.jax.fit` (a few through a hand-written loop driving an
+:func:`trainbus_jax.fit` (a few through a hand-written loop driving an
 :class:`~trainbus.Emitter`), and each test checks the callback's effect on the
 params, the optimizer or the files.
 """
@@ -31,7 +31,7 @@ from _jax_digits import (  # noqa: E402
 )
 
 from trainbus import Bus, Emitter  # noqa: E402
-from trainbus.adapters.jax import JaxModel, fit  # noqa: E402
+from trainbus_jax import JaxModel, fit  # noqa: E402
 
 kc = keras.callbacks
 

@@ -3,11 +3,11 @@
 Private: shared by :mod:`~trainbus.callbacks.reduce_lr_on_plateau` and
 :mod:`~trainbus.callbacks.learning_rate_scheduler`. The optimizer is any
 object with a ``learning_rate`` attribute that accepts a float (a Keras
-optimizer, :class:`~trainbus.adapters.loop.NumpyOptimizer`, an adapter's
+optimizer, :class:`~trainbus.numpy_model.NumpyOptimizer`, an adapter's
 wrapper around ``torch.optim``).
 
 Example:
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> import numpy as np
     >>> optimizer = model_optimizer("Demo", NumpyModel({"w": np.zeros(1)}, learning_rate=0.5))
     >>> read_learning_rate(optimizer)

@@ -70,7 +70,7 @@ Example:
     >>> import os, tempfile
     >>> import numpy as np
     >>> from trainbus import Bus, Emitter
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> from trainbus.callbacks.early_stopping import EarlyStopping
     >>> folder = os.path.join(tempfile.mkdtemp(), "backup")
     >>> losses = [0.9, 0.5, 0.6, 0.7, 0.8]

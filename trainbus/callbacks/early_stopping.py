@@ -13,7 +13,7 @@ min_delta`` against ``0.3``) can count as an improvement here and not in Keras.
 Example:
     >>> import numpy as np
     >>> from trainbus import Emitter, Bus
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> bus = Bus()
     >>> stopper = EarlyStopping(monitor="val_loss", patience=1)
     >>> _ = bus.attach(stopper)

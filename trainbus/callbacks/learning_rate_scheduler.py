@@ -9,7 +9,7 @@ after it (``History``, ``CSVLogger``) record it.
 Example:
     >>> import numpy as np
     >>> from trainbus import Bus, Callback, Emitter
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> class Recorder(Callback):  # placed after the scheduler: sees its key
     ...     def on_epoch_end(self, epoch, logs=None):
     ...         self.last = logs

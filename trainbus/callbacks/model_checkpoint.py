@@ -47,7 +47,7 @@ Example:
     >>> import os, tempfile
     >>> import numpy as np
     >>> from trainbus import Bus, Emitter
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> folder = tempfile.mkdtemp()
     >>> checkpoint = ModelCheckpoint(
     ...     os.path.join(folder, "best-{epoch:02d}-{val_loss:.2f}.npz"),

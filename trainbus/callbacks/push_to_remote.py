@@ -50,7 +50,7 @@ Example:
     >>> import json, tempfile
     >>> import fsspec, numpy as np
     >>> from trainbus import Bus, Emitter
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> pusher = PushToRemote(tempfile.mkdtemp(), "memory://doctest/run",
     ...                       model_filename="model.npz")
     >>> bus = Bus()

@@ -13,7 +13,7 @@ cooldown starts.
 Example:
     >>> import numpy as np
     >>> from trainbus import Bus, Emitter
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> model = NumpyModel({"w": np.zeros(1)}, learning_rate=0.1)
     >>> bus = Bus()
     >>> _ = bus.attach(ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, verbose=1))

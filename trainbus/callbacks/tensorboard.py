@@ -18,7 +18,7 @@ Example:
     >>> import tempfile
     >>> import numpy as np
     >>> from trainbus import Bus, Emitter
-    >>> from trainbus.adapters.loop import NumpyModel
+    >>> from trainbus.numpy_model import NumpyModel
     >>> log_dir = tempfile.mkdtemp()
     >>> bus = Bus()
     >>> _ = bus.attach(TensorBoard(log_dir, update_freq=2))

@@ -22,11 +22,8 @@ from trainbus import (  # noqa: E402
     Event,
     PredictBatchEnd,
     TrainBatchBegin,
+    fitting,
 )
-from trainbus.adapters import _fit  # noqa: E402
-from trainbus.adapters.torch import training  # noqa: E402
-from trainbus.adapters.torch.model import TorchModel  # noqa: E402
-from trainbus.adapters.torch.training import evaluate, fit, mean_of_tensors, predict  # noqa: E402
 from trainbus.callbacks import (  # noqa: E402
     Callback,
     EarlyStopping,
@@ -35,6 +32,9 @@ from trainbus.callbacks import (  # noqa: E402
     ModelCheckpoint,
     ProgbarLogger,
 )
+from trainbus_torch import training  # noqa: E402
+from trainbus_torch.model import TorchModel  # noqa: E402
+from trainbus_torch.training import evaluate, fit, mean_of_tensors, predict  # noqa: E402
 
 nn = torch.nn
 F = torch.nn.functional
@@ -427,7 +427,7 @@ def test_verbose_adds_a_progress_bar(monkeypatch: pytest.MonkeyPatch) -> None:
         def __init__(self) -> None:
             super().__init__(stream=out, force=True, interval=0)
 
-    monkeypatch.setattr(_fit, "ProgbarLogger", DrawnProgbar)
+    monkeypatch.setattr(fitting, "ProgbarLogger", DrawnProgbar)
     module, data = small_problem(2)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
     fit(module, optimizer, F.cross_entropy, data, epochs=2, verbose=2)

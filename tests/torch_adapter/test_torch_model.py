@@ -20,7 +20,7 @@ from torch import nn  # noqa: E402
 
 import trainbus  # noqa: E402
 from trainbus import Bus, Emitter  # noqa: E402
-from trainbus.adapters.torch import TorchModel, TorchOptimizer  # noqa: E402
+from trainbus_torch import TorchModel, TorchOptimizer  # noqa: E402
 
 FORMATS = ["m.pt", "m.pth", "m.weights.h5", "m.h5", "m.keras", "m.npz"]
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("h5py")
 
-from trainbus.adapters._weight_files import read_weight_file, write_weight_file
+from trainbus.weight_files import read_weight_file, write_weight_file
 
 
 @pytest.mark.parametrize("suffix", [".weights.h5", ".npz", ".keras"])

@@ -15,11 +15,11 @@ for TensorFlow).
   PyTorch model, logs kept as detached tensors (no host sync per step).
 """
 
-from trainbus.adapters._fit import prefer_keras_backend
+from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("torch")
 
-from trainbus.adapters.torch.model import TorchModel, TorchOptimizer  # noqa: E402
-from trainbus.adapters.torch.training import evaluate, fit, predict  # noqa: E402
+from trainbus_torch.model import TorchModel, TorchOptimizer  # noqa: E402
+from trainbus_torch.training import evaluate, fit, predict  # noqa: E402
 
 __all__ = ["TorchModel", "TorchOptimizer", "evaluate", "fit", "predict"]

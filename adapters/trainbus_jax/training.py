@@ -2,7 +2,7 @@
 
 The training step is yours: ``train_step(params, opt_state, batch) -> (params,
 opt_state, logs)``, jitted or not. :func:`fit` calls it on every batch, stores
-the results in the :class:`~trainbus.adapters.jax.model.JaxModel` (so callbacks
+the results in the :class:`~trainbus_jax.model.JaxModel` (so callbacks
 see the current params) and logs ``logs`` (a dict of JAX arrays).
 
 The loops follow Keras's hook order exactly (``research/keras.md`` §3):
@@ -25,7 +25,7 @@ on first read) and a reducer (:func:`mean_of_arrays`: jitted
 Example:
     >>> import jax, jax.numpy as jnp, optax
     >>> from trainbus import Bus
-    >>> from trainbus.adapters.jax.model import JaxModel
+    >>> from trainbus_jax.model import JaxModel
     >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
     >>> def loss_fn(params, batch):
     ...     x, y = batch
@@ -58,7 +58,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trainbus.adapters._fit import (
+from trainbus.bus import Bus
+from trainbus.emitter import Emitter
+from trainbus.fitting import (
     HistoryLike,
     check_epochs,
     check_reiterable,
@@ -67,10 +69,8 @@ from trainbus.adapters._fit import (
     fit_callbacks,
     sample_count,
 )
-from trainbus.adapters.jax.model import JaxModel, PyTree
-from trainbus.bus import Bus
-from trainbus.emitter import Emitter
 from trainbus.logs import Logs, plain_mean, register_converter, register_reducer
+from trainbus_jax.model import JaxModel, PyTree
 
 TrainStep = Callable[[PyTree, PyTree, Any], tuple[PyTree, PyTree, Mapping[str, Any]]]
 """``train_step(params, opt_state, batch) -> (params, opt_state, logs)``."""
@@ -190,9 +190,9 @@ def fit(
         train_step: ``train_step(params, opt_state, batch) -> (params,
             opt_state, logs)``, jitted or not; ``logs`` is a dict of arrays
             (``{"loss": loss}``), averaged over the epoch.
-        model: The :class:`~trainbus.adapters.jax.model.JaxModel` holding the
+        model: The :class:`~trainbus_jax.model.JaxModel` holding the
             params and the optimizer state; updated after every step
-            (:meth:`~trainbus.adapters.jax.model.JaxModel.update`). Callbacks
+            (:meth:`~trainbus_jax.model.JaxModel.update`). Callbacks
             see it as ``self.model``.
         train_data: Any re-iterable of batches (a list), iterated once per
             epoch; each batch goes to ``train_step`` as it is.
@@ -357,7 +357,7 @@ def _check_model(model: object) -> JaxModel:
     if isinstance(model, JaxModel):
         return model
     raise TypeError(
-        "model must be a trainbus.adapters.jax.JaxModel holding the params and the optax "
+        "model must be a trainbus_jax.JaxModel holding the params and the optax "
         f"state (JaxModel(params, optimizer)), got {type(model).__name__}"
     )
 

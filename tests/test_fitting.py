@@ -7,8 +7,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from trainbus import Bus, Emitter  # noqa: E402
-from trainbus.adapters._fit import fit_callbacks  # noqa: E402
 from trainbus.callbacks import History, ProgbarLogger  # noqa: E402
+from trainbus.fitting import fit_callbacks  # noqa: E402
 
 
 def names(callbacks: list[object]) -> list[str]:

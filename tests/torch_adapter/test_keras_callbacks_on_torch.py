@@ -1,6 +1,6 @@
 """Real ``keras.callbacks`` classes, unchanged, on trainbus's torch ``fit`` and ``Emitter``.
 
-Each built-in runs on a small torch MLP through :func:`trainbus.adapters.torch.training.fit`
+Each built-in runs on a small torch MLP through :func:`trainbus_torch.training.fit`
 and, for a representative subset, through a hand-written torch loop driving a
 :class:`trainbus.Emitter` with a :class:`TorchModel` (the ``run`` fixture).
 
@@ -29,9 +29,9 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("h5py")
 
 from trainbus import Bus, Emitter  # noqa: E402
-from trainbus.adapters.torch.model import TorchModel  # noqa: E402
-from trainbus.adapters.torch.training import evaluate, fit, predict  # noqa: E402
 from trainbus.callbacks import History  # noqa: E402
+from trainbus_torch.model import TorchModel  # noqa: E402
+from trainbus_torch.training import evaluate, fit, predict  # noqa: E402
 
 nn = torch.nn
 F = torch.nn.functional

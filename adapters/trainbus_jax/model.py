@@ -14,7 +14,7 @@ Weights are the params pytree's leaves as NumPy arrays, in
 
 Files, chosen by extension (every write crash-safe, through
 :func:`trainbus.io.atomic_write`; the formats are
-:mod:`trainbus.adapters._weight_files`'): ``.npz`` (keyed by leaf name),
+:mod:`trainbus.weight_files`'): ``.npz`` (keyed by leaf name),
 ``.weights.h5``/``.h5`` (one dataset per leaf, through h5py) and ``.keras`` (a
 zip with ``metadata.json``). :meth:`JaxModel.save` also stores the optimizer
 state's leaves (by flatten order) and ``iterations``; :meth:`JaxModel.load_weights`
@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trainbus.adapters import _weight_files as files
+from trainbus import weight_files as files
 from trainbus.model import checked_learning_rate
 
 # optax ships no type information (no py.typed): typed here through a protocol.
@@ -91,7 +91,7 @@ class JaxOptimizer:
     reading gives the first one's and assigning sets them all.
 
     ``iterations`` is the number of :meth:`JaxModel.update` calls (one per
-    training step of :func:`~trainbus.adapters.jax.fit`).
+    training step of :func:`~trainbus_jax.fit`).
 
     Example:
         >>> import jax.numpy as jnp, optax

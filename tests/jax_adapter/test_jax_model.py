@@ -17,10 +17,9 @@ h5py = pytest.importorskip("h5py")
 import jax.numpy as jnp  # noqa: E402
 from _jax_digits import ADAM, SGD, init_params, weights_equal  # noqa: E402
 
-from trainbus import ModelHandle  # noqa: E402
-from trainbus.adapters import _weight_files  # noqa: E402
-from trainbus.adapters.jax import JaxModel, JaxOptimizer  # noqa: E402
+from trainbus import ModelHandle, weight_files  # noqa: E402
 from trainbus.model import OptimizerHandle  # noqa: E402
+from trainbus_jax import JaxModel, JaxOptimizer  # noqa: E402
 
 FORMATS = ["m.npz", "m.weights.h5", "m.keras"]
 
@@ -223,7 +222,7 @@ def test_a_failed_write_leaves_the_old_file(
         handle.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(_weight_files, "write_npz", broken)
+    monkeypatch.setattr(weight_files, "write_npz", broken)
     model.set_weights([w + 1 for w in model.get_weights()])
     with pytest.raises(OSError, match="disk full"):
         model.save_weights(tmp_path / "w.npz")

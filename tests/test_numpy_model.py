@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainbus.adapters.loop import NumpyModel, NumpyOptimizer
+from trainbus.numpy_model import NumpyModel, NumpyOptimizer
 
 
 def make_model(learning_rate: float | None = 0.1, seed: int = 0) -> NumpyModel:

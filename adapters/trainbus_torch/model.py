@@ -24,7 +24,7 @@ rename, through :func:`trainbus.io.atomic_write`):
   keys, shapes, dtypes), ``model.weights.npz`` and, for ``save``,
   ``optimizer.pt`` (the optimizer's ``state_dict``, via ``torch.save``).
 * ``.npz``: a NumPy archive of the named arrays (as :class:`NumpyModel
-  <trainbus.adapters.loop.NumpyModel>` writes); ``save`` adds the optimizer
+  <trainbus.numpy_model.NumpyModel>` writes); ``save`` adds the optimizer
   state as a byte array.
 
 ``load_weights`` reads any of these, checks names, shapes and dtypes, and,
@@ -59,9 +59,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainbus.adapters._weight_files import file_kind, h5py_module, write_npz
 from trainbus.io import atomic_write
 from trainbus.model import checked_learning_rate
+from trainbus.weight_files import file_kind, h5py_module, write_npz
 
 FORMAT_VERSION = 1
 SUPPORTED_EXTENSIONS = (".pt", ".pth", ".weights.h5", ".h5", ".keras", ".npz")

@@ -36,7 +36,7 @@ def run_python(code: str, **env: str | None) -> subprocess.CompletedProcess[str]
 def test_importing_the_torch_adapter_first_makes_keras_run_on_torch() -> None:
     result = run_python(
         """
-        import trainbus.adapters.torch
+        import trainbus_torch
         import keras
         print(keras.config.backend())
         """
@@ -50,7 +50,7 @@ def test_a_backend_chosen_in_keras_json_is_left_alone(tmp_path: Path) -> None:
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
     result = run_python(
         """
-        import trainbus.adapters.torch
+        import trainbus_torch
         import keras
         print(keras.config.backend())
         """,
@@ -69,7 +69,7 @@ def test_a_keras_json_backend_that_is_not_installed_is_replaced(
     (tmp_path / "keras.json").write_text(json.dumps({"backend": configured}))
     result = run_python(
         """
-        import trainbus.adapters.torch
+        import trainbus_torch
         import keras
         print(keras.config.backend())
         """,
@@ -84,7 +84,7 @@ def test_an_explicit_keras_backend_is_left_alone() -> None:
     result = run_python(
         """
         import os
-        import trainbus.adapters.torch
+        import trainbus_torch
         print(os.environ["KERAS_BACKEND"])
         """,
         KERAS_BACKEND="jax",
@@ -100,7 +100,7 @@ def test_keras_callbacks_on_another_backend_still_drive_a_torch_loop() -> None:
         import keras                      # imported first, on the jax backend
         import torch
         from trainbus import Bus
-        from trainbus.adapters.torch import TorchModel, fit
+        from trainbus_torch import TorchModel, fit
 
         module = torch.nn.Linear(2, 1)
         optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
@@ -123,7 +123,7 @@ def test_trainbus_callbacks_need_no_particular_keras_backend() -> None:
         import keras
         import torch
         from trainbus import Bus
-        from trainbus.adapters.torch import fit
+        from trainbus_torch import fit
         from trainbus.callbacks import EarlyStopping
 
         module = torch.nn.Linear(2, 1)

@@ -20,7 +20,7 @@ optax = pytest.importorskip("optax")
 
 import jax.numpy as jnp  # noqa: E402
 
-from trainbus.adapters.jax import JaxModel  # noqa: E402
+from trainbus_jax import JaxModel  # noqa: E402
 
 Batches = list[tuple[Any, Any]]
 

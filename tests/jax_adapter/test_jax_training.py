@@ -27,8 +27,6 @@ from _jax_digits import (  # noqa: E402
 )
 
 from trainbus import Bus, Emitter, EpochBegin, EpochEnd, Event, TrainBatchBegin  # noqa: E402
-from trainbus.adapters.jax import JaxModel, evaluate, fit, predict  # noqa: E402
-from trainbus.adapters.jax.training import mean_of_arrays  # noqa: E402
 from trainbus.callbacks import (  # noqa: E402
     BackupAndRestore,
     Callback,
@@ -40,6 +38,8 @@ from trainbus.callbacks import (  # noqa: E402
     ModelCheckpoint,
     ReduceLROnPlateau,
 )
+from trainbus_jax import JaxModel, evaluate, fit, predict  # noqa: E402
+from trainbus_jax.training import mean_of_arrays  # noqa: E402
 
 ARRAY = type(jnp.zeros(()))
 
@@ -576,7 +576,7 @@ def test_bad_arguments_are_named() -> None:
     train, val = digits()
     train_step, _eval_step = steps(SGD)
     model = make_model()
-    with pytest.raises(TypeError, match=r"model must be a trainbus\.adapters\.jax\.JaxModel"):
+    with pytest.raises(TypeError, match=r"model must be a trainbus_jax\.JaxModel"):
         fit(train_step, model.params, train, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="validation_data needs eval_step"):
         fit(train_step, model, train, epochs=1, validation_data=val, verbose=0)

@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
-from trainbus.adapters.torch.model import TorchModel  # noqa: E402
-from trainbus.adapters.torch.training import fit, mean_of_tensors, predict  # noqa: E402
 from trainbus.callbacks import LearningRateScheduler  # noqa: E402
+from trainbus_torch.model import TorchModel  # noqa: E402
+from trainbus_torch.training import fit, mean_of_tensors, predict  # noqa: E402
 
 F = torch.nn.functional
 

@@ -15,11 +15,11 @@ for TensorFlow).
   own (jitted) step functions, logs kept as JAX arrays (no host sync per step).
 """
 
-from trainbus.adapters._fit import prefer_keras_backend
+from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("jax")
 
-from trainbus.adapters.jax.model import JaxModel, JaxOptimizer  # noqa: E402
-from trainbus.adapters.jax.training import evaluate, fit, predict  # noqa: E402
+from trainbus_jax.model import JaxModel, JaxOptimizer  # noqa: E402
+from trainbus_jax.training import evaluate, fit, predict  # noqa: E402
 
 __all__ = ["JaxModel", "JaxOptimizer", "evaluate", "fit", "predict"]

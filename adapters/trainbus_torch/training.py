@@ -46,7 +46,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from trainbus.adapters._fit import (
+from trainbus.bus import Bus
+from trainbus.emitter import Emitter
+from trainbus.fitting import (
     HistoryLike,
     check_epochs,
     check_reiterable,
@@ -55,8 +57,6 @@ from trainbus.adapters._fit import (
     fit_callbacks,
     sample_count,
 )
-from trainbus.bus import Bus
-from trainbus.emitter import Emitter
 from trainbus.logs import Logs, plain_mean, register_converter, register_reducer
 
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -158,7 +158,7 @@ def fit(
 
     Args:
         model: A ``torch.nn.Module`` (wrapped in a
-            :class:`~trainbus.adapters.torch.model.TorchModel` with
+            :class:`~trainbus_torch.model.TorchModel` with
             ``optimizer``) or a ``TorchModel``; callbacks see the ``TorchModel``
             as ``self.model``.
         optimizer: The torch optimizer that steps the parameters; may be
@@ -367,13 +367,13 @@ def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) 
 def _as_handle(model: Any, optimizer: torch.optim.Optimizer | None) -> Any:
     """The ``TorchModel`` callbacks see, wrapping a bare module."""
     if isinstance(model, nn.Module):
-        from trainbus.adapters.torch.model import TorchModel
+        from trainbus_torch.model import TorchModel
 
         return TorchModel(model, optimizer)
     if isinstance(getattr(model, "module", None), nn.Module):
         return model
     raise TypeError(
-        f"model must be a torch.nn.Module or a trainbus.adapters.torch.model.TorchModel "
+        f"model must be a torch.nn.Module or a trainbus_torch.model.TorchModel "
         f"(anything with a .module that is an nn.Module), got {type(model).__name__}"
     )
 
@@ -404,7 +404,7 @@ def _optimizer_for(handle: Any, optimizer: torch.optim.Optimizer | None) -> torc
                 "optimizer=None to use the model's, or build the TorchModel with this one"
             )
         if facade is None and hasattr(handle, "optimizer"):
-            from trainbus.adapters.torch.model import TorchOptimizer
+            from trainbus_torch.model import TorchOptimizer
 
             # A TorchModel built without one takes it, as Keras's compile() sets it:
             # learning-rate callbacks and save() see the optimizer that steps.
