@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from trainbus import Bus, Callback, Emitter, Event, TrainBatchEnd, to_json
-from trainbus.logs import means
+from trainbus.means import means
 from trainbus.numpy_model import NumpyModel
 
 

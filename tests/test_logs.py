@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trainbus import Logs, register_converter
-from trainbus.logs import means
+from trainbus.means import means
 
 
 class CountingTensor(torch.Tensor):

@@ -9,7 +9,7 @@ import pytest
 
 import trainbus
 from trainbus import Bus, Emitter, EpochEnd, Event
-from trainbus.logs import means
+from trainbus.means import means
 
 
 def closed_epoch(emitter: Emitter, batches: list[tuple[float, int | None]]) -> dict[str, Any]:

@@ -18,16 +18,13 @@ NumPy arrays) and adapters can register a faster or device-aware one with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 _PLAIN: frozenset[type] = frozenset({float, int, str, bool, type(None)})
 _converters: dict[type, Callable[[Any], Any]] = {}
-_reducers: dict[type, Callable[..., Any]] = {}
-_weighted_reducers: set[type] = set()  # reducers that take the batches' weights
 
 
 def register_converter(kind: type, convert: Callable[[Any], Any]) -> None:
@@ -137,112 +134,3 @@ def copy_logs(logs: Mapping[str, Any] | None) -> Logs:
     if not logs:
         return Logs()
     return Logs(logs) if type(logs) is dict else Logs(raw_items(logs))
-
-
-def register_reducer(kind: type, mean: Callable[..., Any], *, takes_weights: bool = False) -> None:
-    """Average a key's batch values with ``mean(values)`` when they are of type ``kind``.
-
-    The default sums with ``+`` and divides once. Adapters register a faster
-    device-side mean (one op instead of one per batch). With
-    ``takes_weights=True``, weighted means (batches that gave their sample
-    count) call ``mean(values, weights)``; otherwise they use the default
-    weighted sum.
-    """
-    _reducers[kind] = mean
-    if takes_weights:
-        _weighted_reducers.add(kind)
-    else:
-        _weighted_reducers.discard(kind)
-
-
-def means(
-    batches: Sequence[Mapping[str, Any]], weights: Sequence[float] | None = None
-) -> dict[str, Any]:
-    """Per-key means over batch logs, without converting the values.
-
-    A key's mean is over the batches that logged it, each weighed by its entry
-    in ``weights`` (one per batch, such as its sample count) if given. Numbers
-    are averaged in Python; tensors with ``+`` and ``*`` (or a registered
-    reducer) and one division, so a device value stays on the device until
-    read. Strings keep the last value; ``None`` counts as not logged. A value
-    that cannot be averaged raises ``TypeError`` naming its key.
-
-    Example:
-        >>> means([{"loss": 1.0}, {"loss": 3.0, "acc": 0.5}])
-        {'loss': 2.0, 'acc': 0.5}
-        >>> means([{"loss": 1.0}, {"loss": 3.0}], weights=[3, 1])
-        {'loss': 1.5}
-    """
-    if weights is not None and len(weights) != len(batches):
-        raise ValueError(f"means() got {len(weights)} weights for {len(batches)} batches")
-    if not batches:
-        return {}
-    # Usually every batch logs the same keys: then the columns are gathered in C.
-    keys = dict.fromkeys(batches[0])
-    if set().union(*batches) != keys.keys():
-        keys = dict.fromkeys(key for logs in batches for key in logs)
-    result: dict[str, Any] = {}
-    for key in keys:
-        key_weights = weights
-        try:  # dict.__getitem__ reads a Logs' values as stored, without converting
-            values = list(map(dict.__getitem__, batches, repeat(key)))  # type: ignore[arg-type]
-        except (KeyError, TypeError):  # a key missing in some batches, or not a dict
-            raws = list(map(dict, map(raw_items, batches)))
-            values = [raw[key] for raw in raws if key in raw]
-            if weights is not None:
-                key_weights = [w for raw, w in zip(raws, weights) if key in raw]
-        last = values[-1]
-        if len(values) == 1 or isinstance(last, str):
-            result[key] = last
-            continue
-        try:
-            result[key] = _mean(values, key_weights)
-        except TypeError as error:
-            result[key] = _mean_without_none(key, values, key_weights, error)
-    return result
-
-
-def _mean_without_none(
-    key: str, values: list[Any], weights: Sequence[float] | None, error: TypeError
-) -> Any:
-    """The mean over the batches that logged a value other than ``None``, as if the
-    others had not logged ``key``; a value that cannot be averaged raises, naming ``key``."""
-    kept = [i for i, value in enumerate(values) if value is not None]
-    if not kept:
-        return None
-    if len(kept) < len(values):
-        values = [values[i] for i in kept]
-        if weights is not None:
-            weights = [weights[i] for i in kept]
-        if len(values) == 1:
-            return values[0]
-        try:
-            return _mean(values, weights)
-        except TypeError as retry_error:
-            error = retry_error
-    kinds = sorted({type(value).__name__ for value in values})
-    raise TypeError(
-        f"cannot average the batch values logged as {key!r} ({', '.join(kinds)}): log numbers "
-        f"or arrays per batch, and other values once per epoch (emitter.log() outside a batch, "
-        f"or the epoch end's logs)"
-    ) from error
-
-
-def _mean(values: list[Any], weights: Sequence[float] | None) -> Any:
-    kind = type(values[-1])
-    reducer = _reducers.get(kind)
-    if reducer is None or (weights is not None and kind not in _weighted_reducers):
-        return plain_mean(values, weights)
-    return reducer(values) if weights is None else reducer(values, weights)
-
-
-def plain_mean(values: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
-    """The (weighted) mean of ``values`` computed with ``+`` and ``*``: the default reducer.
-
-    Example:
-        >>> plain_mean([1.0, 3.0]), plain_mean([1.0, 3.0], weights=[3, 1])
-        (2.0, 1.5)
-    """
-    if weights is None:
-        return sum(values) / len(values)
-    return sum(value * weight for value, weight in zip(values, weights)) / sum(weights)

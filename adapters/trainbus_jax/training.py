@@ -18,9 +18,10 @@ batch (or chunk) and after every ``EpochEnd``.
 No blocking per step: JAX dispatches asynchronously, and the loop never waits
 for a step. Batch logs keep the JAX arrays the step returned; a value is
 fetched from the device only when a subscriber reads it. Importing this module
-registers with :mod:`trainbus.logs` a converter (:func:`array_to_python`, run
-on first read) and a reducer (:func:`mean_of_arrays`: jitted
-``jnp.stack(...).sum(0)`` calls and one division per key per epoch, on the device).
+registers a converter with :mod:`trainbus.logs` (:func:`array_to_python`, run
+on first read) and a reducer with :mod:`trainbus.means` (:func:`sum_of_arrays`:
+jitted ``jnp.stack(...).sum(0)`` calls every few hundred batches and one
+division per key per epoch, on the device).
 
 Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -69,7 +70,8 @@ from trainbus.fitting import (
     fit_callbacks,
     sample_count,
 )
-from trainbus.logs import Logs, plain_mean, register_converter, register_reducer
+from trainbus.logs import Logs, register_converter
+from trainbus.means import plain_sum, register_reducer
 from trainbus_jax.model import JaxModel, PyTree
 
 TrainStep = Callable[[PyTree, PyTree, Any], tuple[PyTree, PyTree, Mapping[str, Any]]]
@@ -115,11 +117,11 @@ def _chunk_sum(values: list[jax.Array], weights: jax.Array) -> jax.Array:
     return (stacked * weights.reshape(-1, *[1] * (stacked.ndim - 1))).sum(axis=0)
 
 
-def _device_sum(values: list[jax.Array], weights: Sequence[float] | None = None) -> jax.Array:
+def _device_sum(values: Sequence[jax.Array], weights: Sequence[float] | None = None) -> jax.Array:
     """The (weighted) sum of ``values``: a jitted stack-and-sum per ``_CHUNK`` values, then +."""
     sums: list[jax.Array] = []
     for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
+        chunk = list(values[start : start + _CHUNK])
         scale = np.ones(_CHUNK, np.float32)
         if weights is not None:
             scale[: len(chunk)] = weights[start : start + _CHUNK]
@@ -135,36 +137,36 @@ def _device_sum(values: list[jax.Array], weights: Sequence[float] | None = None)
     return total
 
 
-def mean_of_arrays(values: list[Any], weights: Sequence[float] | None = None) -> Any:
-    """The mean of one key's batch values, on the device, without waiting for it.
+def sum_of_arrays(values: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
+    """The (weighted) sum of one key's batch values, on the device, without waiting for it.
 
     A jitted ``jnp.stack(chunk).sum(0)`` per 32 values (the last chunk
     zero-padded, so it is compiled once per shape and dtype, whatever the
-    epoch length), the partial sums added, one division: about one dispatch
-    per 30 values instead of one per value, and no wait for the device. The sums
-    run in at least ``float32``: integer, boolean and half-precision
-    (``float16``, ``bfloat16``) values give a ``float32`` mean; values that cannot be stacked
-    (other shapes, a mix of arrays and numbers) fall back to
-    :func:`trainbus.logs.plain_mean`. With ``weights`` (the batches' sample
-    counts), the weighted mean.
+    number of values), the partial sums added: about one dispatch per 30 values
+    instead of one per value, and no wait for the device. trainbus's running
+    epoch means call it every few hundred batches
+    (:class:`trainbus.means.RunningMeans`) and divide once at the epoch's end.
+    The sums run in at least ``float32``: integer, boolean and half-precision
+    (``float16``, ``bfloat16``) values give a ``float32`` sum; values that cannot be
+    stacked (other shapes, a mix of arrays and numbers) fall back to
+    :func:`trainbus.means.plain_sum`.
 
     Example:
-        >>> mean_of_arrays([jnp.float32(1.0), jnp.float32(2.0)])
-        Array(1.5, dtype=float32)
-        >>> mean_of_arrays([jnp.int32(1), jnp.int32(2)])
-        Array(1.5, dtype=float32)
+        >>> sum_of_arrays([jnp.float32(1.0), jnp.float32(2.0)])
+        Array(3., dtype=float32)
+        >>> sum_of_arrays([jnp.int32(1), jnp.int32(2)], weights=[3, 1])
+        Array(5., dtype=float32)
     """
     if all(type(value) is _ARRAY_TYPE for value in values):
         try:
-            total = len(values) if weights is None else sum(weights)
-            return _device_sum(values, weights) / total
+            return _device_sum(values, weights)
         except (TypeError, ValueError):
             pass
-    return plain_mean(values, weights)
+    return plain_sum(values, weights)
 
 
 register_converter(_ARRAY_TYPE, array_to_python)
-register_reducer(_ARRAY_TYPE, mean_of_arrays, takes_weights=True)
+register_reducer(_ARRAY_TYPE, sum_of_arrays)
 
 
 # -- the public loops --------------------------------------------------------------------
@@ -392,6 +394,6 @@ __all__ = [
     "array_to_python",
     "evaluate",
     "fit",
-    "mean_of_arrays",
+    "sum_of_arrays",
     "predict",
 ]

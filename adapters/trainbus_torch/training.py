@@ -12,9 +12,10 @@ after every batch (or chunk) and after every ``EpochEnd``.
 
 No host-device sync per step: batch values are logged as detached torch
 tensors and stay on the device until a subscriber reads one. Importing this
-module registers a torch reducer with :mod:`trainbus.logs`, so an epoch mean
-costs one ``torch.stack(...).mean()`` per key per epoch, and a converter that
-turns a tensor into a Python scalar (0-d) or a NumPy array on first read.
+module registers a torch reducer with :mod:`trainbus.means`, so an epoch mean
+costs one ``torch.stack(...).sum()`` per key every few hundred batches and one
+division, and a converter with :mod:`trainbus.logs` that turns a tensor into a
+Python scalar (0-d) or a NumPy array on first read.
 
 Example:
     >>> import torch
@@ -37,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+import trainbus.means
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
@@ -57,7 +60,8 @@ from trainbus.fitting import (
     fit_callbacks,
     sample_count,
 )
-from trainbus.logs import Logs, plain_mean, register_converter, register_reducer
+from trainbus.logs import Logs, register_converter
+from trainbus.means import plain_sum, register_reducer
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 """``loss_fn(outputs, targets)``: a scalar tensor (``backward()`` is called on it)."""
@@ -93,36 +97,55 @@ def tensor_to_python(value: torch.Tensor) -> Any:
     return value.cpu().numpy()
 
 
-def mean_of_tensors(values: list[Any], weights: Sequence[float] | None = None) -> Any:
-    """The mean of one key's batch values, on the device: one stack and one mean.
+def sum_of_tensors(values: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
+    """The (weighted) sum of one key's batch values, on the device: one stack and one sum.
 
-    With ``weights`` (one per value: the batches' sample counts), the weighted
-    mean. It runs in at least ``float32``: integer, boolean and half-precision
-    (``float16``, ``bfloat16``) tensors give a ``float32`` mean. Values that
-    cannot be stacked (other shapes or devices, a mix of tensors and numbers)
-    fall back to :func:`trainbus.logs.plain_mean`.
+    trainbus's running epoch means call it every few hundred batches
+    (:class:`trainbus.means.RunningMeans`) and divide once at the epoch's end,
+    without a host sync. It sums in at least ``float32``: integer, boolean and
+    half-precision (``float16``, ``bfloat16``) tensors give a ``float32`` sum.
+    Values that cannot be stacked (other shapes or devices, a mix of tensors and
+    numbers) fall back to :func:`trainbus.means.plain_sum`. A value that still
+    requires grad is summed detached, with a warning, once per process: until it
+    is folded, its autograd graph (and the activations the graph holds) stays
+    alive, so log ``loss.detach()``.
 
     Example:
-        >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
-        tensor(1.5000)
-        >>> mean_of_tensors([torch.tensor(1), torch.tensor(2)])
-        tensor(1.5000)
-        >>> mean_of_tensors([torch.tensor(1.0), torch.tensor(2.0)], weights=[3, 1])
-        tensor(1.2500)
+        >>> sum_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
+        tensor(3.)
+        >>> sum_of_tensors([torch.tensor(1), torch.tensor(2)], weights=[3, 1])
+        tensor(5.)
     """
     if all(type(value) is torch.Tensor for value in values):
         try:
-            stacked = torch.stack(values)
+            stacked = torch.stack(values)  # type: ignore[arg-type]
         except RuntimeError:
             pass
         else:
+            if stacked.requires_grad:
+                _warn_grad_once()
             stacked = _at_least_float32(stacked.detach())
             if weights is None:
-                return stacked.mean(dim=0)
+                return stacked.sum(dim=0)
             scale = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
-            scale = scale.reshape(-1, *[1] * (stacked.ndim - 1)) / scale.sum()
-            return (stacked * scale).sum(dim=0)
-    return plain_mean(values, weights)
+            return (stacked * scale.reshape(-1, *[1] * (stacked.ndim - 1))).sum(dim=0)
+    return plain_sum(values, weights)
+
+
+_grad_warned = False
+
+
+def _warn_grad_once() -> None:
+    global _grad_warned
+    if not _grad_warned:
+        _grad_warned = True
+        warnings.warn(
+            "trainbus: a logged torch tensor requires grad, so its autograd graph (and the "
+            "activations it holds) stays alive until the epoch means fold it, every "
+            f"{trainbus.means.FOLD_EVERY} batches; log loss.detach() (or loss.item()) instead",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
@@ -133,7 +156,7 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
 
 
 register_converter(torch.Tensor, tensor_to_python)
-register_reducer(torch.Tensor, mean_of_tensors, takes_weights=True)
+register_reducer(torch.Tensor, sum_of_tensors)
 
 
 # -- the public loops --------------------------------------------------------------------
@@ -512,7 +535,7 @@ __all__ = [
     "MetricFn",
     "evaluate",
     "fit",
-    "mean_of_tensors",
+    "sum_of_tensors",
     "predict",
     "tensor_to_python",
 ]

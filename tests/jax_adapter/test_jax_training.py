@@ -38,8 +38,9 @@ from trainbus.callbacks import (  # noqa: E402
     ModelCheckpoint,
     ReduceLROnPlateau,
 )
+from trainbus.means import means  # noqa: E402
 from trainbus_jax import JaxModel, evaluate, fit, predict  # noqa: E402
-from trainbus_jax.training import mean_of_arrays  # noqa: E402
+from trainbus_jax.training import sum_of_arrays  # noqa: E402
 
 ARRAY = type(jnp.zeros(()))
 
@@ -550,6 +551,18 @@ def test_initial_epoch_and_stop_training_are_honoured() -> None:
     assert history.epoch == [0]
     assert model.optimizer is not None
     assert model.optimizer.iterations == 3
+
+
+def mean_of_arrays(values: list[Any], weights: list[float] | None = None) -> Any:
+    """One key's epoch mean as the emitter computes it: folded through the JAX reducer."""
+    return means([{"value": value} for value in values], weights)["value"]
+
+
+def test_sum_of_arrays_sums_on_the_device_in_at_least_float32() -> None:
+    assert float(sum_of_arrays([jnp.float32(1.0), jnp.float32(2.0)])) == 3.0
+    assert sum_of_arrays([jnp.int32(1), jnp.int32(2)], weights=[3, 1]).dtype == jnp.float32
+    assert float(sum_of_arrays([jnp.int32(1), jnp.int32(2)], weights=[3, 1])) == 5.0
+    assert float(sum_of_arrays([jnp.float32(1.0), 2.0])) == 3.0  # mixed: summed in Python
 
 
 def test_mean_of_arrays() -> None:

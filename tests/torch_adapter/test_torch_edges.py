@@ -15,8 +15,9 @@ from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 from trainbus.callbacks import LearningRateScheduler  # noqa: E402
+from trainbus.means import means  # noqa: E402
 from trainbus_torch.model import TorchModel  # noqa: E402
-from trainbus_torch.training import fit, mean_of_tensors, predict  # noqa: E402
+from trainbus_torch.training import fit, predict  # noqa: E402
 
 F = torch.nn.functional
 
@@ -30,7 +31,8 @@ def regression_data(batches: int, size: int, dtype: Any = torch.float32) -> list
 
 def test_a_float16_epoch_mean_over_more_samples_than_float16_counts_is_right() -> None:
     values = [torch.tensor(value, dtype=torch.float16) for value in (1.0, 2.0)] * 500
-    mean = mean_of_tensors(values, [100.0] * 1000)  # 100,000 samples: past float16's 65,504
+    weights = [100.0] * 1000  # 100,000 samples: past float16's 65,504
+    mean = means([{"loss": value} for value in values], weights)["loss"]
     assert float(mean) == pytest.approx(1.5)
     assert mean.dtype == torch.float32
 

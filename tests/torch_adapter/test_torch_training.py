@@ -32,9 +32,10 @@ from trainbus.callbacks import (  # noqa: E402
     ModelCheckpoint,
     ProgbarLogger,
 )
+from trainbus.means import means  # noqa: E402
 from trainbus_torch import training  # noqa: E402
 from trainbus_torch.model import TorchModel  # noqa: E402
-from trainbus_torch.training import evaluate, fit, mean_of_tensors, predict  # noqa: E402
+from trainbus_torch.training import evaluate, fit, predict, sum_of_tensors  # noqa: E402
 
 nn = torch.nn
 F = torch.nn.functional
@@ -454,6 +455,17 @@ def test_a_passed_history_is_returned_and_callbacks_are_detached() -> None:
     )
     assert returned is history
     assert bus.callbacks() == []
+
+
+def mean_of_tensors(values: list[Any], weights: list[float] | None = None) -> Any:
+    """One key's epoch mean as the emitter computes it: folded through the torch reducer."""
+    return means([{"value": value} for value in values], weights)["value"]
+
+
+def test_sum_of_tensors_sums_on_the_device_in_at_least_float32() -> None:
+    assert sum_of_tensors([torch.tensor(1), torch.tensor(2)], weights=[3, 1]).item() == 5.0
+    assert sum_of_tensors([torch.tensor(1), torch.tensor(2)]).dtype == torch.float32
+    assert sum_of_tensors([torch.tensor(1.0), 3.0]) == pytest.approx(4.0)  # mixed: fallback
 
 
 def test_mean_of_tensors() -> None:

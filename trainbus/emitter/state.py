@@ -1,0 +1,309 @@
+"""What an emitter knows between two hook calls, and the bookkeeping every hook shares.
+
+:class:`EmitterState` holds the counters, the lifecycle state, the compiled
+plans, the running means and the open ``steps_per_execution`` chunk; its
+helpers move between runs (a validation run inside an epoch returns to it) and
+forget an open batch or chunk. The hook methods (``keras_hooks.py``) and the
+iterator API (``iteration.py``) build on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from trainbus.bus import Bus, Plan
+from trainbus.emitter import delivery
+from trainbus.emitter.lifecycle import (
+    IDLE,
+    PREDICT_STATES,
+    TEST_STATES,
+    describe,
+    order_error,
+)
+from trainbus.errors import EventOrderError
+from trainbus.event import Event
+from trainbus.events import TrainBatchBegin, TrainBatchEnd
+from trainbus.means import RunningMeans
+from trainbus.model import NullModel
+
+_default_bus: Bus | None = None
+
+
+def default_bus() -> Bus:
+    """The module-level bus an :class:`~trainbus.Emitter` uses when given none."""
+    global _default_bus
+    if _default_bus is None:
+        _default_bus = Bus("default")
+    return _default_bus
+
+
+class EmitterState:
+    """The state of an :class:`~trainbus.Emitter`; see there for the arguments."""
+
+    # Slots keep the per-batch attribute reads and writes on CPython's fast path.
+    __slots__ = (
+        "__weakref__",
+        "_abandoned",
+        "_batch",
+        "_chunk_end",
+        "_chunk_first",
+        "_chunk_logs",
+        "_chunked",
+        "_extra_logs",
+        "_extra_logs_outer",
+        "_last",
+        "_means",
+        "_open_iterator",
+        "_outer",
+        "_pending",
+        "_plans",
+        "_run_steps",
+        "_state",
+        "_steps_source",
+        "_tbb",
+        "_tbe",
+        "_train_kept",
+        "_train_last",
+        "_train_means",
+        "_train_weights",
+        "_val_logs",
+        "bus",
+        "epoch",
+        "epoch_logs",
+        "model",
+        "params",
+        "step",
+        "steps_per_execution",
+        "test_logs",
+    )
+
+    def __init__(
+        self,
+        bus: Bus | None = None,
+        *,
+        steps_per_execution: int = 1,
+        model: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if (
+            isinstance(steps_per_execution, bool)
+            or not isinstance(steps_per_execution, int)
+            or steps_per_execution < 1
+        ):
+            raise ValueError(
+                f"steps_per_execution must be a positive int, got {steps_per_execution!r}"
+            )
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping such as {{'epochs': 10}}, got {params!r}")
+        self.bus = bus if bus is not None else default_bus()
+        self.steps_per_execution = steps_per_execution
+        self._chunked = steps_per_execution > 1
+        self.model: Any = model if model is not None else NullModel()
+        self.params: dict[str, Any] = {"verbose": "auto", "epochs": 1, "steps": None}
+        self.params.update(params or {})
+        self.step = 0
+        self.epoch = 0
+        self.epoch_logs: dict[str, Any] = {}
+        self.test_logs: dict[str, Any] = {}
+        self._state = IDLE
+        self._outer = IDLE  # where a test/predict run returns to
+        self._batch = -1  # index of the open batch
+        self._last = -1  # last batch index that ended in the current phase
+        self._train_last = -1  # the train phase's, kept across a validation run
+        self._chunk_first: int | None = None  # first index of the open chunk
+        self._chunk_end = -1  # with a train chunk open: the index its end is due at
+        self._chunk_logs: Any = None  # the open chunk's latest batch logs
+        # The current run's batch logs, folded into means (a validation run has its own),
+        # and the training epoch's, with its lists the training-batch hook appends to.
+        self._means = self._train_means = RunningMeans()
+        self._train_kept = self._train_means.batches
+        self._train_weights = self._train_means.weights
+        self._val_logs: dict[str, Any] = {}
+        self._extra_logs: dict[str, Any] = {}  # logged outside any batch
+        self._extra_logs_outer: dict[str, Any] = {}  # the epoch's, during a test run
+        self._pending: dict[str, Any] = {}  # logged inside the open batch
+        # A batch of an iterator wrapper is open while the loop holds it (the wrapper is
+        # suspended at its yield): _open_iterator is the wrapper's token. If the loop left
+        # it (break), the next lifecycle call closes the batch; _abandoned says the wrapper
+        # was already closed, so log() knows too.
+        self._open_iterator: object | None = None
+        self._abandoned = False
+        self._run_steps: int | None = None  # batches in the current run, if known
+        # Where params["steps"] came from when trainbus set it: training(steps=) ("run")
+        # or the length of the data ("data"); None when the user set it (or nobody did).
+        self._steps_source: str | None = None
+        self._plans: dict[type[Event], Plan | None] = {}
+        # The training-batch hooks' (route, plan): see keras_hooks.py. Chunked, the route
+        # is CHUNK whatever the plans (QUIET for the begin hook while a chunk is open).
+        self._tbb: tuple[int, Any] = (delivery.CHUNK if self._chunked else delivery.QUIET, None)
+        self._tbe: tuple[int, Any] = self._tbb
+        self.bus.watch(self)
+        self._plans_changed()
+
+    # -- plans --------------------------------------------------------------------------
+
+    def _plans_changed(self) -> None:
+        """Recompile the plans; the bus calls it when a subscription changes, from any thread.
+
+        Each attribute is replaced whole, so a hook running on the emitter's thread
+        reads either the old plans or the new ones, never a mix of one's route and
+        another's plan.
+        """
+        plan = self.bus.plan
+        plans = {event: plan(event, self) for event in delivery.PLAN_EVENTS}
+        self._plans = plans
+        if not self._chunked:  # chunked: the routes do not depend on the plans
+            begin, end = plans[TrainBatchBegin], plans[TrainBatchEnd]
+            self._tbb = (delivery.route(begin), begin)
+            self._tbe = (delivery.route(end), end)
+
+    def _reset_train_routes(self) -> None:
+        """The training-batch routes when no chunk is open (the emitter's own thread)."""
+        if self._chunked:
+            self._tbb = self._tbe = (delivery.CHUNK, None)
+        else:
+            self._plans_changed()
+
+    # -- model, parameters, state -------------------------------------------------------
+
+    def set_model(self, model: Any) -> None:
+        """Use ``model`` (a :class:`~trainbus.ModelHandle`) from now on, callbacks included."""
+        self.model = model if model is not None else NullModel()
+        for callback in self.bus.callbacks(self):
+            _call_if_defined(callback, "set_model", self.model)
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """Update the run parameters callbacks see as ``self.params``."""
+        self.params.update(params)
+        if "steps" in params:
+            self._steps_source = None
+
+    @property
+    def stop_training(self) -> bool:
+        """Whether the run should stop; shared with ``model.stop_training``."""
+        return bool(self.model.stop_training)
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.model.stop_training = value
+
+    @property
+    def state(self) -> str:
+        """Where the emitter is in the lifecycle, in words."""
+        return describe(self._state, self._batch)
+
+    def _prepare_callbacks(self, training: bool) -> None:
+        """Give attached callbacks the model and params, as Keras does before a run.
+
+        Before training, a callback that defines ``set_emitter(emitter)`` (a
+        trainbus extension, e.g. ``BackupAndRestore``, which restores the step and
+        the other callbacks' states) then gets this emitter, before any
+        ``on_train_begin`` hook runs.
+        """
+        # Callbacks attached to any sender are another emitter's while it runs: an
+        # evaluation by this one must not take them over (set_model) mid-run.
+        busy = not training and any(
+            other is not self and getattr(other, "_state", IDLE) != IDLE
+            for other in self.bus.watchers()
+        )
+        callbacks = self.bus.callbacks(self, scoped=busy)
+        for callback in callbacks:
+            _call_if_defined(callback, "set_model", self.model)
+            _call_if_defined(callback, "set_params", self.params)
+        if training:
+            for callback in callbacks:
+                _call_if_defined(callback, "set_emitter", self)
+
+    # -- order --------------------------------------------------------------------------
+
+    def _order_error(self, call: str) -> EventOrderError:
+        return order_error(
+            call, self._state, batch=self._batch, chunk_open=self._chunk_first is not None
+        )
+
+    def _take_pending(self) -> dict[str, Any] | None:
+        """The values :meth:`log` gathered for the open batch (``None`` if none), cleared."""
+        pending = self._pending
+        if not pending:
+            return None
+        self._pending = {}
+        return pending
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def _begin_run(self, state: int, steps: int | None) -> None:
+        """Enter an evaluation or prediction run (``state``), from idle or inside an epoch."""
+        self._outer = self._state
+        if self._outer == IDLE:
+            self._prepare_callbacks(training=False)
+        else:
+            self._train_last = self._last
+        self._state = state
+        self._last = -1
+        self._run_steps = steps
+        self._means = RunningMeans()
+        self._extra_logs_outer = self._extra_logs
+        self._extra_logs = {}
+
+    def _end_run(self) -> None:
+        """Leave an evaluation or prediction run for where it began."""
+        self._state = self._outer
+        self._outer = IDLE
+        self._last = self._train_last
+        self._run_steps = self.params.get("steps")
+        self._means = self._train_means
+        self._extra_logs = self._extra_logs_outer
+
+    def _new_epoch_means(self) -> None:
+        self._means = self._train_means = RunningMeans()
+        self._train_kept = self._train_means.batches
+        self._train_weights = self._train_means.weights
+
+    def _reset(self) -> None:
+        """Back to idle, forgetting any open run, batch or chunk and sending nothing."""
+        self._state = self._outer = IDLE
+        self._drop_open_batches()
+        self._reset_train_routes()
+
+    def _drop_open_batches(self) -> None:
+        """Forget the open chunk, the iterator batch and its pending logs, sending nothing."""
+        self._chunk_first = None
+        self._open_iterator = None
+        self._abandoned = False
+        self._pending = {}
+
+    def _discard_nested_run(self) -> None:
+        """Drop an evaluation or prediction inside an epoch that an exception left.
+
+        No end event is sent and no ``val_`` results are kept; the epoch goes on
+        if the loop catches the exception (and is aborted by ``training()`` if not).
+        """
+        if self._outer == IDLE or not (self._state in TEST_STATES or self._state in PREDICT_STATES):
+            return
+        self._drop_open_batches()
+        self._end_run()
+
+    # -- steps_per_execution chunks -------------------------------------------------------
+
+    def _chunk_ends(self, batch: int) -> bool:
+        return (batch + 1) % self.steps_per_execution == 0 or batch + 1 == self._run_steps
+
+    def _chunk_size(self, batch: int) -> int:
+        size = self.steps_per_execution
+        steps = self._run_steps
+        if steps is not None and batch + size > steps:
+            return max(1, steps - batch)
+        return size
+
+    def __repr__(self) -> str:
+        return (
+            f"<Emitter {self.state}, step={self.step}, "
+            f"steps_per_execution={self.steps_per_execution}, bus={self.bus.name!r}>"
+        )
+
+
+def _call_if_defined(target: object, method: str, argument: Any) -> None:
+    function = getattr(target, method, None)
+    if function is not None:
+        function(argument)
