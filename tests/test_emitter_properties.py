@@ -19,12 +19,14 @@ import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+import trainbus.means
 from trainbus import Bus, Emitter, EpochEnd, Event, EventOrderError, TrainBatchEnd
 
 Record = tuple[Any, ...]
@@ -261,6 +263,15 @@ def test_random_legal_loops_send_the_keras_stream(loop: Loop) -> None:
     assert run_iterator(loop, sized=False) == expected_stream(loop, sizes_known=False)
     steps_declared = len(set(loop.batches)) == 1  # one params["steps"] fits every epoch
     assert run_hooks(loop) == expected_stream(loop, sizes_known=steps_declared)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(loop=loops())
+def test_the_stream_is_the_same_with_the_means_folded_every_two_batches(loop: Loop) -> None:
+    with patch.object(trainbus.means, "FOLD_EVERY", 2):
+        assert run_iterator(loop) == expected_stream(loop)
+        steps_declared = len(set(loop.batches)) == 1
+        assert run_hooks(loop) == expected_stream(loop, sizes_known=steps_declared)
 
 
 # -- random legal and illegal calls against a reference state machine -------------------------

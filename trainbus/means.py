@@ -82,7 +82,7 @@ class _KeyTotal:
         self.last: Any = None
         self.total: Any = None  # the running sum, once count > 1
         self.weight: float = 0  # what the sum is divided by
-        self.kinds: set[type] = set()  # for the error message: the types added up
+        self.kinds: set[type] = set()  # for the error message
         self.error: TypeError | None = None  # values that could not be added up
 
     def add(self, values: list[Any], weights: list[float] | None) -> None:
@@ -101,15 +101,14 @@ class _KeyTotal:
             self.count = 0
         self.count += len(values)
         self.last = values[-1]
+        self.kinds.update(map(type, values))
         if self.error is not None:
             return
         try:
             block = _reducers.get(type(self.last), plain_sum)(values, weights)
         except TypeError as error:  # decided by result(): a string last wins, else it raises
             self.error = error
-            self.kinds.update(map(type, values))
             return
-        self.kinds.add(type(self.last))
         self.total = block if self.total is None else self.total + block
         self.weight += len(values) if weights is None else sum(weights)
 

@@ -1,8 +1,10 @@
 """The torch adapter on less common inputs: half precision, a TorchModel given its optimizer
-by fit, structured batches and outputs, per-sample metrics, empty batches, foreign files."""
+by fit, structured batches and outputs, per-sample metrics, empty batches, foreign files,
+losses logged with their autograd graph."""
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,9 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
+import trainbus.means  # noqa: E402
+import trainbus_torch.training  # noqa: E402
+from trainbus import Bus, Emitter, EpochEnd  # noqa: E402
 from trainbus.callbacks import LearningRateScheduler  # noqa: E402
 from trainbus.means import means  # noqa: E402
 from trainbus_torch.model import TorchModel  # noqa: E402
@@ -150,3 +155,35 @@ def test_a_file_saved_with_another_optimizer_is_refused_before_anything_changes(
         target.load_weights(tmp_path / name)
     assert all((a == b).all() for a, b in zip(before, target.get_weights()))
     assert adam.param_groups[0]["lr"] == 0.001
+
+
+def test_losses_logged_with_their_graph_are_freed_by_the_fold_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trainbus.means, "FOLD_EVERY", 4)
+    monkeypatch.setattr(trainbus_torch.training, "_grad_warned", False)
+    torch.manual_seed(0)
+    net = nn.Linear(4, 1)
+    data = regression_data(batches=20, size=8)
+    seen: list[float] = []
+    bus = Bus()
+    bus.subscribe(EpochEnd, lambda event: seen.append(event.logs["loss"]))
+    emitter = Emitter(bus)
+    alive: list[weakref.ref[torch.Tensor]] = []
+    expected: list[float] = []
+
+    def train() -> None:
+        with emitter.training(epochs=1) as epochs:
+            for _ in epochs:
+                for x, y in emitter.batches(data):
+                    loss = F.mse_loss(net(x), y)  # its graph holds the activations
+                    alive.append(weakref.ref(loss))
+                    expected.append(loss.item())
+                    emitter.log(loss=loss)
+                    del loss
+                    assert sum(ref() is not None for ref in alive) <= 4 + 1
+
+    with pytest.warns(UserWarning, match=r"requires grad.*loss\.detach\(\)") as warned:
+        train()
+    assert len([w for w in warned if "requires grad" in str(w.message)]) == 1
+    assert seen == [pytest.approx(sum(expected) / len(expected))]
