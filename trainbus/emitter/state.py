@@ -158,12 +158,10 @@ class EmitterState:
             self._tbb = (delivery.route(begin), begin)
             self._tbe = (delivery.route(end), end)
 
-    def _reset_train_routes(self) -> None:
-        """The training-batch routes when no chunk is open (the emitter's own thread)."""
+    def _close_chunk_routes(self) -> None:
+        """Chunked, the training-batch routes with no chunk open (the emitter's own thread)."""
         if self._chunked:
             self._tbb = self._tbe = (delivery.CHUNK, None)
-        else:
-            self._plans_changed()
 
     # -- model, parameters, state -------------------------------------------------------
 
@@ -264,7 +262,7 @@ class EmitterState:
         """Back to idle, forgetting any open run, batch or chunk and sending nothing."""
         self._state = self._outer = IDLE
         self._drop_open_batches()
-        self._reset_train_routes()
+        self._close_chunk_routes()
 
     def _drop_open_batches(self) -> None:
         """Forget the open chunk, the iterator batch and its pending logs, sending nothing."""
