@@ -70,8 +70,10 @@ revision REV, renamed (``trainbus_before`` by default, in ``/tmp/trainbus-snapsh
 ``--baseline trainbus_before`` then adds, for every trainbus row, the same contender built
 from that copy's own ``Bus``, ``Emitter``, ``Callback`` and events, with the same loop
 template (compiled into its own code object), the same receivers, calibrated and timed in
-the same shuffled rounds. Its rows appear in the main table under the copy's name, and a
-second table gives, per trainbus row:
+the same shuffled rounds, each right next to its trainbus twin (the pair's place in the
+round and the order within the pair are drawn at random every round), so that both
+timings of a ratio see the same state of a shared machine. Its rows appear in the main
+table under the copy's name, and a second table gives, per trainbus row:
 
 * ``new/baseline net``: the ratio of net costs computed per round (both from the same
   round), then the median [min-max] over rounds;
@@ -556,12 +558,20 @@ def calibrate(contender: Contender, target_ns: float, clock: str) -> None:
 
 
 def measure(
-    contenders: Sequence[Contender], rounds: int, target_ms: float, seed: int, clock: str
+    contenders: Sequence[Contender],
+    rounds: int,
+    target_ms: float,
+    seed: int,
+    clock: str,
+    twins: dict[str, str] | None = None,
 ) -> float:
     """Build, verify, calibrate and time every contender; returns the wall time.
 
     ``samples`` get the timings of ``clock`` (``"cpu"``: the timing thread's CPU
     time; ``"wall"``: wall-clock); ``wall_samples`` always get the wall-clock ones.
+    ``twins`` (key to key) pairs contenders that are timed one right after the other
+    in every round, in a random order within the pair: the round order is a shuffle
+    of the pairs and the other contenders.
     """
     started = time.perf_counter()
     for contender in contenders:
@@ -573,13 +583,21 @@ def measure(
     gc.collect()
     gc.freeze()
     rng = random.Random(seed)
-    order = list(contenders)
+    by_key = {c.key: c for c in contenders}
+    paired = set((twins or {}).values())
+    units = [
+        [c, by_key[twins[c.key]]] if twins and c.key in twins else [c]
+        for c in contenders
+        if c.key not in paired
+    ]
     for index in range(rounds):
-        rng.shuffle(order)
-        for contender in order:
-            cpu, wall = time_run(contender, contender.n)
-            contender.samples.append(cpu if clock == "cpu" else wall)
-            contender.wall_samples.append(wall)
+        rng.shuffle(units)
+        for unit in units:
+            rng.shuffle(unit)  # a single contender draws no random number
+            for contender in unit:
+                cpu, wall = time_run(contender, contender.n)
+                contender.samples.append(cpu if clock == "cpu" else wall)
+                contender.wall_samples.append(wall)
         print(f"  round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     gc.unfreeze()
     return time.perf_counter() - started
@@ -1027,7 +1045,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     load_before = loadavg()
-    wall = measure(contenders, args.rounds, args.target_ms, args.seed, args.clock)
+    twins = None
+    if args.baseline:  # each trainbus row is timed right next to its baseline twin
+        twins = {
+            c.key: args.baseline + c.key[len("trainbus") :]
+            for c in contenders
+            if c.group == "trainbus"
+        }
+    wall = measure(contenders, args.rounds, args.target_ms, args.seed, args.clock, twins)
     load_after = loadavg()
     by_key = {c.key: c for c in contenders}
     checks = run_checks(by_key)
@@ -1105,11 +1130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "machine": info,
             "missing": missing,
-            "baseline": (
-                {"module": args.baseline, "source": describe_copy(args.baseline)}
-                if args.baseline
-                else None
-            ),
             "rows": [
                 {
                     "key": c.key,
@@ -1148,6 +1168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
         }
         if args.baseline:
+            result["baseline"] = {"module": args.baseline, "source": describe_copy(args.baseline)}
             result["versus_baseline"] = [
                 {
                     "key": row.key,
