@@ -62,18 +62,53 @@ estimates are shown to judge how robust a verdict is: the median ratio of the ra
 (not net) costs, and the ratio of the fastest run of each side. The machine is usually
 shared: compare rows of one run, not numbers from different runs.
 
+Before/after: ``--baseline MODULE``
+-----------------------------------
+As a regression guard, the trainbus rows can be compared with an older copy of trainbus
+in the same interleaved run. ``benchmarks/snapshot.py REV`` exports the package at git
+revision REV, renamed (``trainbus_before`` by default, in ``/tmp/trainbus-snapshots``);
+``--baseline trainbus_before`` then adds, for every trainbus row, the same contender built
+from that copy's own ``Bus``, ``Emitter``, ``Callback`` and events, with the same loop
+template (compiled into its own code object), the same receivers, calibrated and timed in
+the same shuffled rounds, each right next to its trainbus twin (the pair's place in the
+round and the order within the pair are drawn at random every round), so that both
+timings of a ratio see the same state of a shared machine. Its rows appear in the main
+table under the copy's name, and a second table gives, per trainbus row:
+
+* ``new/baseline net``: the ratio of net costs computed per round (both from the same
+  round), then the median [min-max] over rounds;
+* ``CI of the median``: a distribution-free confidence interval of that median, from order
+  statistics: with n rounds, the j-th smallest to the j-th largest ratio, j the largest for
+  which ``1 - 2 P(Binomial(n, 1/2) <= j - 1) >= 95%`` (9 rounds: the 2nd to the 8th,
+  96%; 25 rounds: the 8th to the 18th, 96%; under 6 rounds, [min-max] and its lower
+  coverage). Unlike [min-max], it does not widen as rounds are added;
+* the verdict. The rule: "within 5%" when the whole interval lies inside [0.95, 1.05],
+  "slower" when all of it lies above 1.05, "faster" when all of it lies below 0.95,
+  "inconclusive" otherwise; so a verdict is given only when the margin between the median
+  and the 5% line is wider than the spread of the median on that side.
+
+The two copies' module-level state is separate (``register_converter`` and the like); the
+loop logs plain floats, which need none. ``--strict`` with ``--baseline`` also exits 1
+when a row is "slower". Without ``--baseline`` the output is as it was.
+
 Usage::
 
     python benchmarks/dispatch.py                 # full run (a few minutes at most)
     python benchmarks/dispatch.py --quick         # ~30 s
     python benchmarks/dispatch.py --rounds 31 --json bench.json
+    python benchmarks/snapshot.py HEAD            # then, old and new in one run:
+    PYTHONPATH=/tmp/trainbus-snapshots:$PYTHONPATH \\
+        python benchmarks/dispatch.py --baseline trainbus_before
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
+import importlib.util
 import json
+import math
 import os
 import platform
 import random
@@ -384,9 +419,15 @@ def keras_contenders() -> list[Contender]:
     ]
 
 
-def trainbus_contenders() -> list[Contender]:
-    """trainbus ``Emitter`` with typed subscribers or Keras-style callbacks."""
-    from trainbus import Bus, Callback, Emitter, TrainBatchBegin, TrainBatchEnd
+def trainbus_contenders(module_name: str = "trainbus") -> list[Contender]:
+    """trainbus ``Emitter`` with typed subscribers or Keras-style callbacks.
+
+    ``module_name``: the copy of trainbus to build them from (``--baseline`` gives another
+    one); its rows are keyed and grouped by that name.
+    """
+    module = importlib.import_module(module_name)
+    Bus, Callback, Emitter = module.Bus, module.Callback, module.Emitter
+    TrainBatchBegin, TrainBatchEnd = module.TrainBatchBegin, module.TrainBatchEnd
 
     class NoopCallback(Callback):
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
@@ -401,7 +442,7 @@ def trainbus_contenders() -> list[Contender]:
 
     def make(kind: str, k: int, spe: int) -> Callable[[], Driver]:
         def build() -> Driver:
-            bus = Bus(f"bench-{kind}-{k}-{spe}")
+            bus = Bus(f"bench-{module_name}-{kind}-{k}-{spe}")
             keep: list[Any] = [bus]
             codes: frozenset[CodeType] = frozenset()
             if kind == "typed":
@@ -445,8 +486,8 @@ def trainbus_contenders() -> list[Contender]:
         label = f"Emitter, {what}" + (f", steps_per_execution={spe}" if spe > 1 else "")
         rows.append(
             Contender(
-                f"trainbus.{kind}.k{k}.spe{spe}",
-                "trainbus",
+                f"{module_name}.{kind}.k{k}.spe{spe}",
+                module_name,
                 label,
                 k,
                 make(kind, k, spe),
@@ -517,12 +558,20 @@ def calibrate(contender: Contender, target_ns: float, clock: str) -> None:
 
 
 def measure(
-    contenders: Sequence[Contender], rounds: int, target_ms: float, seed: int, clock: str
+    contenders: Sequence[Contender],
+    rounds: int,
+    target_ms: float,
+    seed: int,
+    clock: str,
+    twins: dict[str, str] | None = None,
 ) -> float:
     """Build, verify, calibrate and time every contender; returns the wall time.
 
     ``samples`` get the timings of ``clock`` (``"cpu"``: the timing thread's CPU
     time; ``"wall"``: wall-clock); ``wall_samples`` always get the wall-clock ones.
+    ``twins`` (key to key) pairs contenders that are timed one right after the other
+    in every round, in a random order within the pair: the round order is a shuffle
+    of the pairs and the other contenders.
     """
     started = time.perf_counter()
     for contender in contenders:
@@ -534,13 +583,21 @@ def measure(
     gc.collect()
     gc.freeze()
     rng = random.Random(seed)
-    order = list(contenders)
+    by_key = {c.key: c for c in contenders}
+    paired = set((twins or {}).values())
+    units = [
+        [c, by_key[twins[c.key]]] if twins and c.key in twins else [c]
+        for c in contenders
+        if c.key not in paired
+    ]
     for index in range(rounds):
-        rng.shuffle(order)
-        for contender in order:
-            cpu, wall = time_run(contender, contender.n)
-            contender.samples.append(cpu if clock == "cpu" else wall)
-            contender.wall_samples.append(wall)
+        rng.shuffle(units)
+        for unit in units:
+            rng.shuffle(unit)  # a single contender draws no random number
+            for contender in unit:
+                cpu, wall = time_run(contender, contender.n)
+                contender.samples.append(cpu if clock == "cpu" else wall)
+                contender.wall_samples.append(wall)
         print(f"  round {index + 1}/{rounds} done", file=sys.stderr, flush=True)
     gc.unfreeze()
     return time.perf_counter() - started
@@ -649,6 +706,128 @@ def run_checks(by_key: dict[str, Contender]) -> list[Check]:
             )
         checks.append(check)
     return checks
+
+
+# -- new vs baseline (--baseline) ------------------------------------------------------
+
+BASELINE_MARGIN = 0.05
+"""A trainbus row is "within 5%" of its baseline row when new/baseline is in 1 +/- this."""
+
+CI_LEVEL = 0.95
+"""Coverage asked of the confidence interval of a median ratio."""
+
+
+def median_interval(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float, float]:
+    """A distribution-free confidence interval of the median of ``values``: (low, high, coverage).
+
+    The interval between the j-th smallest and the j-th largest value covers the true
+    median with probability ``1 - 2 P(B <= j - 1)``, B ~ Binomial(n, 1/2), whatever the
+    distribution (given independent rounds). j is the largest that still gives ``level``;
+    with fewer than 6 values none does, and the interval is [min, max] (its coverage said).
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    j = 1
+    while j < n - j + 1:
+        tail = sum(math.comb(n, i) for i in range(j + 1)) / 2**n  # P(B <= j)
+        if 1 - 2 * tail < level:
+            break
+        j += 1
+    tail = sum(math.comb(n, i) for i in range(j)) / 2**n  # P(B <= j - 1)
+    return ordered[j - 1], ordered[n - j], 1 - 2 * tail
+
+
+@dataclass
+class Versus:
+    """A trainbus row against the same row built from the baseline copy."""
+
+    key: str
+    baseline_key: str
+    label: str
+    k: int | None
+    ratios: list[float] = field(default_factory=list)  # net new / net baseline, per round
+    raw_ratios: list[float] = field(default_factory=list)  # ns/batch / ns/batch, per round
+    new_net: float = float("nan")
+    baseline_net: float = float("nan")
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float, float]:
+        return median_interval(self.ratios) if self.ratios else (math.nan, math.nan, math.nan)
+
+    @property
+    def verdict(self) -> str:
+        """ "within 5%", "slower", "faster" when the interval says so; else "inconclusive"."""
+        if not self.ratios:
+            return "not measured"
+        low, high, _ = self.interval
+        if low >= 1 - BASELINE_MARGIN and high <= 1 + BASELINE_MARGIN:
+            return f"within {BASELINE_MARGIN:.0%}"
+        if low > 1 + BASELINE_MARGIN:
+            return "slower"
+        if high < 1 - BASELINE_MARGIN:
+            return "faster"
+        return "inconclusive"
+
+
+def versus_baseline(
+    contenders: Sequence[Contender], by_key: dict[str, Contender], baseline: str
+) -> list[Versus]:
+    """Every trainbus row against its baseline twin, per round."""
+    empty = by_key["floor.empty"]
+    rows = []
+    for c in contenders:
+        if c.group != "trainbus":
+            continue
+        twin_key = baseline + c.key[len("trainbus") :]
+        twin = by_key.get(twin_key)
+        row = Versus(c.key, twin_key, c.label, c.k)
+        if twin is not None:
+            new, old = net_samples(c, empty), net_samples(twin, empty)
+            row.ratios = per_round_ratios(new, old)
+            row.raw_ratios = per_round_ratios(c.samples, twin.samples)
+            row.new_net = statistics.median(new)
+            row.baseline_net = statistics.median(old)
+        rows.append(row)
+    return rows
+
+
+def versus_lines(rows: Sequence[Versus], baseline: str) -> list[str]:
+    """The new-vs-baseline comparison as a Markdown table."""
+    lines = [
+        f"| trainbus row | k | net ns new | net ns {baseline} | new/{baseline} net, "
+        "median [min-max] | CI of the median | raw ratio | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if not row.ratios:
+            lines.append(f"| {row.label} | {row.k} | - | - | - | - | - | {row.verdict} |")
+            continue
+        low, high, coverage = row.interval
+        lines.append(
+            f"| {row.label} | {'' if row.k is None else row.k} | {fmt_ns(row.new_net)} "
+            f"| {fmt_ns(row.baseline_net)} "
+            f"| {row.median:.3f} [{min(row.ratios):.3f}-{max(row.ratios):.3f}] "
+            f"| {low:.3f}-{high:.3f} ({coverage:.0%}) "
+            f"| {statistics.median(row.raw_ratios):.3f} | {row.verdict} |"
+        )
+    return lines
+
+
+def describe_copy(module_name: str) -> str:
+    """Where a copy of trainbus comes from (``snapshot.py`` leaves a ``SNAPSHOT.json``)."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        return "not importable"
+    folder = Path(spec.origin).resolve().parent
+    marker = folder / "SNAPSHOT.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        return f"snapshot of {str(info.get('commit', '?'))[:7]} at {folder}"
+    return str(folder)
 
 
 def fmt_ns(value: float) -> str:
@@ -792,7 +971,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the round order")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if a target is missed (or, with --baseline, a row is slower)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="MODULE",
+        help="also time every trainbus row built from this other copy of trainbus "
+        "(importable; see benchmarks/snapshot.py) and compare new with it",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 9 if args.quick else 25
@@ -800,6 +989,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.target_ms = 100.0 if args.quick else 150.0
     if args.rounds < 1 or args.target_ms <= 0:
         parser.error("--rounds and --target-ms must be positive")
+    if args.baseline == "trainbus":
+        parser.error("--baseline must name another copy of trainbus (see snapshot.py)")
     return args
 
 
@@ -809,6 +1000,24 @@ def _make_trainbus_importable() -> None:
         import trainbus  # noqa: F401
     except ImportError:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def baseline_problem(module_name: str) -> str | None:
+    """Why ``module_name`` cannot serve as the baseline copy of trainbus, if it cannot."""
+    hint = (
+        "make one with `python benchmarks/snapshot.py REV` and put the folder it prints "
+        "on PYTHONPATH"
+    )
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        return f"--baseline {module_name}: not importable; {hint}"
+    import trainbus
+
+    new = Path(trainbus.__file__).resolve().parent
+    old = Path(spec.origin).resolve().parent
+    if new == old:
+        return f"--baseline {module_name} is the trainbus being measured ({new}); {hint}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -823,6 +1032,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing.append(name)
             print(f"{name} is not importable ({error}): {MISSING_PEERS_HINT}.", file=sys.stderr)
     contenders += trainbus_contenders()
+    if args.baseline:
+        problem = baseline_problem(args.baseline)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+        contenders += trainbus_contenders(args.baseline)
     info = machine()
     print(
         f"Timing {len(contenders)} contenders: {args.rounds} interleaved rounds, "
@@ -830,7 +1045,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     load_before = loadavg()
-    wall = measure(contenders, args.rounds, args.target_ms, args.seed, args.clock)
+    twins = None
+    if args.baseline:  # each trainbus row is timed right next to its baseline twin
+        twins = {
+            c.key: args.baseline + c.key[len("trainbus") :]
+            for c in contenders
+            if c.group == "trainbus"
+        }
+    wall = measure(contenders, args.rounds, args.target_ms, args.seed, args.clock, twins)
     load_after = loadavg()
     by_key = {c.key: c for c in contenders}
     checks = run_checks(by_key)
@@ -860,6 +1082,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Packages: {packages}; KERAS_BACKEND={info['keras_backend']}; "
         f"trainbus at {info['trainbus_revision']}"
     )
+    if args.baseline:
+        print(f"Baseline: {args.baseline}, {describe_copy(args.baseline)}")
     print()
     print("\n".join(table(contenders, by_key)))
     print()
@@ -873,6 +1097,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if missing:
         print(f"\nNot measured: {', '.join(missing)} ({MISSING_PEERS_HINT}).")
+    versus: list[Versus] = []
+    if args.baseline:
+        versus = versus_baseline(contenders, by_key, args.baseline)
+        coverage = median_interval(range(args.rounds))[2]  # for the wording only
+        print()
+        print(
+            f"New vs baseline ({args.baseline}): ratios of net ns/batch, per round then median "
+            f"[min-max]; CI: a distribution-free {coverage:.0%} confidence interval of the "
+            f"median (order statistics); within {BASELINE_MARGIN:.0%} / slower / faster only "
+            f"when that interval lies inside 1 +/- {BASELINE_MARGIN:g} / above / below it:"
+        )
+        print()
+        print("\n".join(versus_lines(versus, args.baseline)))
+        counts = {v: [row.verdict for row in versus].count(v) for v in {r.verdict for r in versus}}
+        print("\n" + ", ".join(f"{v}: {n}" for v, n in sorted(counts.items())))
 
     if args.json is not None:
         empty = by_key["floor.empty"]
@@ -928,10 +1167,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for check in checks
             ],
         }
+        if args.baseline:
+            result["baseline"] = {"module": args.baseline, "source": describe_copy(args.baseline)}
+            result["versus_baseline"] = [
+                {
+                    "key": row.key,
+                    "baseline_key": row.baseline_key,
+                    "label": row.label,
+                    "k": row.k,
+                    "net_median_ns": row.new_net,
+                    "baseline_net_median_ns": row.baseline_net,
+                    "ratio": row.median if row.ratios else None,
+                    "ratio_min": min(row.ratios) if row.ratios else None,
+                    "ratio_max": max(row.ratios) if row.ratios else None,
+                    "ci_low": row.interval[0] if row.ratios else None,
+                    "ci_high": row.interval[1] if row.ratios else None,
+                    "ci_coverage": row.interval[2] if row.ratios else None,
+                    "ratios": row.ratios,
+                    "raw_ratios": row.raw_ratios,
+                    "margin": BASELINE_MARGIN,
+                    "verdict": row.verdict,
+                }
+                for row in versus
+            ]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"\nWrote {args.json}")
     if args.strict and any(check.verdict == "MISS" for check in checks):
+        return 1
+    if args.strict and any(row.verdict == "slower" for row in versus):
         return 1
     return 0
 
