@@ -7,7 +7,8 @@ epoch's length (and keep alive the autograd graph of every loss logged without
 running (weighted) sum per key every :data:`FOLD_EVERY` batches. A sum of
 tensors is taken by the reducer registered for their type
 (:func:`register_reducer`), on the device and without waiting for it: nothing
-moves to the host until a subscriber reads a mean.
+moves to the host until a subscriber reads a mean. A sum is kept detached from
+any autograd graph, and a value logged with its graph is warned about once.
 
 The rules, per key, over the batches that logged it (``None`` counts as not
 logged): a single value is kept as it is; if the last value is a string, it is
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
@@ -70,6 +72,23 @@ def plain_sum(values: Sequence[Any], weights: Sequence[float] | None = None) -> 
     return sum(value * weight for value, weight in zip(values, weights))
 
 
+_graph_warned = False
+
+
+def _warn_graph_kept(key: str) -> None:
+    """Warn, once per process, that a logged tensor holds its autograd graph."""
+    global _graph_warned
+    if not _graph_warned:
+        _graph_warned = True
+        warnings.warn(
+            f"trainbus: the value logged as {key!r} requires grad, so its autograd graph (and "
+            f"the activations it holds) stays alive until the epoch means fold it, every "
+            f"{FOLD_EVERY} batches; log it detached instead (loss.detach() or loss.item())",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
 class _KeyTotal:
     """What one key's values so far add up to."""
 
@@ -85,10 +104,12 @@ class _KeyTotal:
         self.kinds: set[type] = set()  # for the error message
         self.error: TypeError | None = None  # values that could not be added up
 
-    def add(self, values: list[Any], weights: list[float] | None) -> None:
-        """Add a block of values (no ``None`` among them)."""
+    def add(self, key: str, values: list[Any], weights: list[float] | None) -> None:
+        """Add a block of ``key``'s values (no ``None`` among them)."""
         if not values:
             return
+        if getattr(values[-1], "requires_grad", False) is True:
+            _warn_graph_kept(key)
         if self.count + len(values) == 1:
             self.count, self.first, self.last = 1, values[0], values[0]
             self.first_weight = 1.0 if weights is None else weights[0]
@@ -109,6 +130,8 @@ class _KeyTotal:
         except TypeError as error:  # decided by result(): a string last wins, else it raises
             self.error = error
             return
+        if getattr(block, "requires_grad", False) is True:  # a tensor's sum, graph and all
+            block = block.detach()
         self.total = block if self.total is None else self.total + block
         self.weight += len(values) if weights is None else sum(weights)
 
@@ -181,7 +204,7 @@ class RunningMeans:
             total = totals.get(key)
             if total is None:
                 total = totals[key] = _KeyTotal()
-            total.add(values, key_weights)
+            total.add(key, values, key_weights)
         batches.clear()  # in place: the emitter holds these lists
         weights.clear()
 

@@ -38,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -48,7 +47,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-import trainbus.means
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
@@ -105,10 +103,9 @@ def sum_of_tensors(values: Sequence[Any], weights: Sequence[float] | None = None
     without a host sync. It sums in at least ``float32``: integer, boolean and
     half-precision (``float16``, ``bfloat16``) tensors give a ``float32`` sum.
     Values that cannot be stacked (other shapes or devices, a mix of tensors and
-    numbers) fall back to :func:`trainbus.means.plain_sum`. A value that still
-    requires grad is summed detached, with a warning, once per process: until it
-    is folded, its autograd graph (and the activations the graph holds) stays
-    alive, so log ``loss.detach()``.
+    numbers) fall back to :func:`trainbus.means.plain_sum`. Values that still
+    require grad are summed detached (trainbus warns once about them: their
+    graphs stay alive until folded).
 
     Example:
         >>> sum_of_tensors([torch.tensor(1.0), torch.tensor(2.0)])
@@ -122,30 +119,12 @@ def sum_of_tensors(values: Sequence[Any], weights: Sequence[float] | None = None
         except RuntimeError:
             pass
         else:
-            if stacked.requires_grad:
-                _warn_grad_once()
             stacked = _at_least_float32(stacked.detach())
             if weights is None:
                 return stacked.sum(dim=0)
             scale = torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
             return (stacked * scale.reshape(-1, *[1] * (stacked.ndim - 1))).sum(dim=0)
     return plain_sum(values, weights)
-
-
-_grad_warned = False
-
-
-def _warn_grad_once() -> None:
-    global _grad_warned
-    if not _grad_warned:
-        _grad_warned = True
-        warnings.warn(
-            "trainbus: a logged torch tensor requires grad, so its autograd graph (and the "
-            "activations it holds) stays alive until the epoch means fold it, every "
-            f"{trainbus.means.FOLD_EVERY} batches; log loss.detach() (or loss.item()) instead",
-            UserWarning,
-            stacklevel=4,
-        )
 
 
 def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
