@@ -113,7 +113,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
@@ -125,6 +124,8 @@ from types import CodeType, FrameType
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from provenance import describe_copy, git_revision
 
 EPOCH_LENGTH = 1000
 """Batches per simulated epoch."""
@@ -817,19 +818,6 @@ def versus_lines(rows: Sequence[Versus], baseline: str) -> list[str]:
     return lines
 
 
-def describe_copy(module_name: str) -> str:
-    """Where a copy of trainbus comes from (``snapshot.py`` leaves a ``SNAPSHOT.json``)."""
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or spec.origin is None:
-        return "not importable"
-    folder = Path(spec.origin).resolve().parent
-    marker = folder / "SNAPSHOT.json"
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        return f"snapshot of {str(info.get('commit', '?'))[:7]} at {folder}"
-    return str(folder)
-
-
 def fmt_ns(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -900,25 +888,7 @@ def trainbus_revision() -> str:
     """The git commit of the trainbus being measured, marked ``+dirty`` if edited."""
     import trainbus
 
-    root = Path(trainbus.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "trainbus"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
+    return git_revision(Path(trainbus.__file__).resolve().parent) or "unknown"
 
 
 def machine() -> dict[str, Any]:

@@ -88,6 +88,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from provenance import describe_copy
+
 MIB = 1024 * 1024
 SAMPLES = 20
 """RSS samples over the run (every 5%)."""
@@ -361,36 +363,6 @@ def verdict(result: dict[str, Any], budget: float) -> str:
     return "PASS" if worst < budget * MIB else "FAIL"
 
 
-def describe(module_name: str) -> str:
-    """Where a copy of trainbus comes from: a snapshot's commit, or the checkout's."""
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or spec.origin is None:
-        return "not importable"
-    folder = Path(spec.origin).resolve().parent
-    marker = folder / "SNAPSHOT.json"
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        return f"snapshot of {info['commit'][:7]} at {folder}"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return str(folder)
-    return f"{commit}{'+dirty' if dirty else ''} at {folder}"
-
-
 def fmt_mib(value: float | None) -> str:
     return "-" if value is None else f"{value / MIB:,.2f}"
 
@@ -539,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"RSS from {results[0].get('rss_source', '?') if results else '?'}"
     )
     for module in modules:
-        print(f"{module}: {describe(module)}")
+        print(f"{module}: {describe_copy(module)}")
     print()
     print("\n".join(table(results, args.budget_mib)))
     if args.baseline:
@@ -574,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "platform": platform.platform(),
                 "torch": torch_version,
             },
-            "copies": {module: describe(module) for module in modules},
+            "copies": {module: describe_copy(module) for module in modules},
             "results": [dict(r, verdict=verdict(r, args.budget_mib)) for r in results],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -26,3 +26,30 @@ def test_the_examples_of_a_page_run(
         except Exception as error:
             add_note(error, f"in example {number} of {page.relative_to(ROOT)}")
             raise
+
+
+# A path into the repository, as docs and docstrings name one: `trainbus/means.py`, docs/x.md.
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:trainbus|adapters|tests|benchmarks|docs|examples|research|shared)"
+    r"/[\w/.-]*[\w/])(?![\w/.-]*[<{*])"  # not a pattern such as examples/demo_<framework>.py
+)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+SOURCES = [
+    *PAGES,
+    ROOT / "DEVELOPERS.md",
+    *sorted(ROOT.glob("trainbus/**/*.py")),
+    *sorted(ROOT.glob("adapters/**/*.py")),
+    *sorted(ROOT.glob("benchmarks/*.py")),
+    *sorted(ROOT.glob("examples/*.py")),
+]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_the_files_a_page_or_module_names_are_in_the_repository(source: Path) -> None:
+    text = source.read_text()
+    named = {match.rstrip(".") for match in REPO_PATH.findall(text)}
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    if source.suffix == ".md":
+        links = (target for target in LINK.findall(text) if "://" not in target)
+        missing += sorted(link for link in links if not (source.parent / link).exists())
+    assert not missing, f"{source.relative_to(ROOT)} names files that are not in the repository"

@@ -162,7 +162,7 @@ class RunningMeans:
     Attributes:
         batches: The batches kept since the last fold. The emitter's training
             hook appends to it directly and calls :meth:`fold` when it holds
-            :data:`FOLD_EVERY` (see ``trainbus/emitter/train_batches.py``).
+            :data:`FOLD_EVERY` (see ``trainbus/emitter/keras_hooks.py``).
         weights: Their sample counts, for the batches that gave one.
 
     Example:

@@ -1,7 +1,7 @@
 """What callbacks may touch on a model: the ``ModelHandle`` protocol.
 
-Keras callbacks reach the model through a small surface (``research/keras.md``
-§4): ``stop_training``, weights, saving, and ``optimizer.learning_rate``.
+Keras callbacks reach the model through a small surface: ``stop_training``,
+weights, saving, and ``optimizer.learning_rate``.
 Adapters implement it for their framework (:class:`trainbus.numpy_model.NumpyModel`
 for NumPy; torch and JAX adapters for theirs), so every callback works with
 every framework.

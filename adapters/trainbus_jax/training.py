@@ -5,7 +5,7 @@ opt_state, logs)``, jitted or not. :func:`fit` calls it on every batch, stores
 the results in the :class:`~trainbus_jax.model.JaxModel` (so callbacks
 see the current params) and logs ``logs`` (a dict of JAX arrays).
 
-The loops follow Keras's hook order exactly (``research/keras.md`` §3):
+The loops follow Keras's hook order exactly (docs/keras-semantics.md):
 ``TrainBegin``; per epoch ``EpochBegin``, the training batches
 (``TrainBatchBegin``/``TrainBatchEnd``, once per ``steps_per_execution``
 chunk), then validation through ``eval_step(params, batch) -> logs`` as

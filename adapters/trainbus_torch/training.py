@@ -1,6 +1,6 @@
 """A ready-made PyTorch ``fit``/``evaluate``/``predict`` that drives a trainbus emitter.
 
-The loops follow Keras's hook order exactly (``research/keras.md`` §3):
+The loops follow Keras's hook order exactly (docs/keras-semantics.md):
 ``TrainBegin``; per epoch ``EpochBegin``, ``module.train()``, the training
 batches (``TrainBatchBegin``/``TrainBatchEnd``, once per
 ``steps_per_execution`` chunk), ``module.eval()``, then validation under

@@ -9,7 +9,7 @@ listens and calls Keras-style hooks with Keras's arguments directly.
 
 The two training-batch hooks go faster still: they branch on a *route*
 (:func:`route`) precomputed with the plan; see the header of
-``trainbus/emitter/train_batches.py`` for each trick and its test.
+``trainbus/emitter/keras_hooks.py`` for each trick and its test.
 """
 
 from __future__ import annotations
