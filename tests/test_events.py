@@ -226,16 +226,16 @@ def test_call_hook_passes_what_hook_parameters_name(cls: type[Event]) -> None:
     assert calls == [(tuple(value[p] for p in positional), {k: value[k] for k in keywords})]
 
 
-class Saved(Event):
-    """A user event whose Keras-style hook is ``on_saved(path, logs=logs)``."""
+class Exported(Event):
+    """A user event whose Keras-style hook is ``on_exported(path, logs=logs)``."""
 
-    hook = "on_saved"
+    hook = "on_exported"
     hook_fields = ("path",)
     hook_logs_by_keyword = True
     path: str
 
 
-class BestSaved(Saved):
+class BestExported(Exported):
     """Inherits the hook call; its own field comes after the inherited ones."""
 
     score: float = 0.0
@@ -244,15 +244,15 @@ class BestSaved(Saved):
 def test_a_user_event_declares_its_hook_call_like_the_built_in_ones() -> None:
     seen: list[object] = []
 
-    def on_saved(path: str, logs: object = None) -> None:
+    def on_exported(path: str, logs: object = None) -> None:
         seen.append((path, logs))
 
-    Saved.call_hook(on_saved, Saved(path="a.npz"), {"loss": 1.0})
-    BestSaved.call_hook(on_saved, BestSaved(path="b.npz", score=0.9), {})
+    Exported.call_hook(on_exported, Exported(path="a.npz"), {"loss": 1.0})
+    BestExported.call_hook(on_exported, BestExported(path="b.npz", score=0.9), {})
 
     assert seen == [("a.npz", {"loss": 1.0}), ("b.npz", {})]
-    assert (Saved.hook_signature(), BestSaved.hook_signature()) == ("(path, logs=logs)",) * 2
-    assert Saved.hook_alias is None
+    assert (Exported.hook_signature(), BestExported.hook_signature()) == ("(path, logs=logs)",) * 2
+    assert Exported.hook_alias is None
 
 
 def test_a_hook_field_that_is_no_field_is_refused_when_the_class_is_declared() -> None:

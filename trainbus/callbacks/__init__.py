@@ -6,8 +6,8 @@ validates its arguments when it is built.
 """
 
 from trainbus.callbacks.backup_and_restore import BackupAndRestore, CorruptBackupError
-from trainbus.callbacks.base import Callback, default, is_default
-from trainbus.callbacks.bridge import Attachment, attach, overridden_hooks
+from trainbus.callbacks.base import Callback
+from trainbus.callbacks.bridge import Attachment, attach
 from trainbus.callbacks.callback_list import CallbackList
 from trainbus.callbacks.csv_logger import CSVLogger
 from trainbus.callbacks.early_stopping import EarlyStopping
@@ -48,9 +48,6 @@ __all__ = [
     "TerminateOnNaN",
     "attach",
     "collect_states",
-    "default",
-    "is_default",
     "monitor_direction",
-    "overridden_hooks",
     "restore_states",
 ]

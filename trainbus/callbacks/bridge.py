@@ -31,45 +31,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from trainbus.callbacks.base import is_default
 from trainbus.event import Event
-from trainbus.events import HOOKED_EVENTS, TrainBatchBegin, TrainBatchEnd
+from trainbus.events import HOOKED_EVENTS
+from trainbus.hooks import flatten_callbacks, overridden_hooks
 from trainbus.subscription import OnError, Subscription, describe_callable, hold_sender
 
 if TYPE_CHECKING:
     from trainbus.bus import Bus
-
-_ALIASES: dict[type[Event], str] = {
-    TrainBatchBegin: "on_batch_begin",
-    TrainBatchEnd: "on_batch_end",
-}
-
-
-def overridden_hooks(callback: object) -> list[tuple[type[Event], Callable[..., Any]]]:
-    """The ``(event class, bound method)`` pairs ``callback`` should receive.
-
-    ``on_train_batch_*`` is chosen when it or its ``on_batch_*`` alias is
-    overridden (the base class forwards to the alias); an object without the
-    ``on_train_batch_*`` method but with the alias gets the alias directly.
-
-    Example:
-        >>> from trainbus import Callback
-        >>> class Printer(Callback):
-        ...     def on_batch_end(self, batch, logs=None): print(batch)
-        >>> [event.__name__ for event, _ in overridden_hooks(Printer())]
-        ['TrainBatchEnd']
-    """
-    found: list[tuple[type[Event], Callable[..., Any]]] = []
-    for hook, event in HOOKED_EVENTS.items():
-        method = getattr(callback, hook, None)
-        alias_name = _ALIASES.get(event)
-        alias = getattr(callback, alias_name, None) if alias_name else None
-        alias_overridden = callable(alias) and not is_default(alias)
-        if callable(method) and (not is_default(method) or alias_overridden):
-            found.append((event, method))
-        elif method is None and alias_overridden:
-            found.append((event, alias))  # type: ignore[arg-type]
-    return found
 
 
 class Attachment:
@@ -117,13 +85,6 @@ class Attachment:
     def __repr__(self) -> str:
         names = ", ".join(type(cb).__name__ for cb in self.callbacks)
         return f"<Attachment [{names}]: {len(self.subscriptions)} hooks>"
-
-
-def flatten_callbacks(callbacks: object) -> list[object]:
-    """One callback, ``None``, or (nested) lists and tuples of them, as a flat list."""
-    if isinstance(callbacks, (list, tuple)):
-        return [cb for item in callbacks for cb in flatten_callbacks(item)]
-    return [] if callbacks is None else [callbacks]
 
 
 def _hook_name(callback: object, method: Callable[..., Any], event: type[Event]) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from trainbus.callbacks.base import hook_is_skippable
+from trainbus.hooks import hook_is_skippable
 
 
 class BatchSaveCounter:

@@ -49,7 +49,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictInt, validate_call
 
 from trainbus._optional import import_optional
-from trainbus.callbacks.base import Callback, hook_is_skippable, skippable
+from trainbus.callbacks.base import Callback
+from trainbus.hooks import hook_is_skippable, skippable
 from trainbus.logs import to_python
 
 INSTALL_HINT = "pip install 'trainbus[tensorboard]'"
