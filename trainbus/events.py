@@ -22,9 +22,9 @@ index, an end its last one.
 
 Each class is the one place that says how its Keras hook is called: its name
 (``hook``, and ``hook_alias`` for Keras's ``on_batch_*`` aliases) and its
-arguments (``hook_fields``, ``hook_logs_by_keyword``). The bridge of
-:meth:`Bus.attach <trainbus.Bus.attach>`, ``Callback`` override detection and
-``LambdaCallback``'s checks all read them from here::
+arguments (``hook_fields``, ``hook_logs_by_keyword``). :meth:`Bus.attach
+<trainbus.Bus.attach>` (through :mod:`trainbus.hooks`) and ``LambdaCallback``
+read them from here::
 
     >>> TrainBatchEnd.hook, TrainBatchEnd.hook_alias, TrainBatchEnd.hook_signature()
     ('on_train_batch_end', 'on_batch_end', '(batch, logs=logs)')

@@ -73,7 +73,7 @@ def skippable(method: M) -> M:
     """Mark a built-in's batch hook that it may skip when it has nothing to do per batch.
 
     Such a built-in puts the base class's default hook on the instance, so the
-    bridge does not subscribe it; a subclass that overrides the hook (without
+    bus does not subscribe it; a subclass that overrides the hook (without
     this mark) must still be called, so the hook is then left alone.
 
     Example:
