@@ -25,6 +25,7 @@ from trainbus import (
     TrainBegin,
     TrainEnd,
 )
+from trainbus.events import HOOKED_EVENTS
 
 # Keras's ``Callback`` hooks, in the order Keras declares them.
 KERAS_HOOKS = {
@@ -182,3 +183,82 @@ def test_keras_hook_arguments_for_each_family() -> None:
         (5, {"logs": logs}),  # Keras passes batch logs by keyword
         ("train", "E: x", logs, {}),
     ]
+
+
+# -- how each class's hook is called: the one description the bridge and LambdaCallback read --
+
+
+def test_only_the_train_batch_hooks_have_keras_aliases() -> None:
+    aliased = {cls.__name__: cls.hook_alias for cls in HOOKED_EVENTS.values() if cls.hook_alias}
+    assert aliased == {"TrainBatchBegin": "on_batch_begin", "TrainBatchEnd": "on_batch_end"}
+
+
+def test_each_family_describes_its_hook_call_as_keras_makes_it() -> None:
+    signatures = {hook: cls.hook_signature() for hook, cls in HOOKED_EVENTS.items()}
+    phase = ("train", "test", "predict")
+    assert signatures == {
+        **{f"on_{p}_{edge}": "(logs)" for p in phase for edge in ("begin", "end")},
+        "on_epoch_begin": "(epoch, logs)",
+        "on_epoch_end": "(epoch, logs)",
+        **{
+            f"on_{p}_batch_{edge}": "(batch, logs=logs)" for p in phase for edge in ("begin", "end")
+        },
+        "on_aborted": "(phase, error, logs)",
+    }
+    assert TrainBatchEnd.hook_parameters() == (("batch",), ("logs",))
+    assert EpochEnd.hook_parameters() == (("epoch", "logs"), ())
+    assert TrainBegin.hook_parameters() == (("logs",), ())
+
+
+SAMPLES: dict[str, object] = {"epoch": 4, "batch": 7, "size": 2, "phase": "test", "error": "E: x"}
+
+
+@pytest.mark.parametrize("cls", list(HOOKED_EVENTS.values()), ids=lambda cls: cls.__name__)
+def test_call_hook_passes_what_hook_parameters_name(cls: type[Event]) -> None:
+    event = cls(step=9, **{f: SAMPLES[f] for f in cls.fields() if f in SAMPLES})
+    logs = {"loss": 1.0}
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    cls.call_hook(lambda *args, **kwargs: calls.append((args, kwargs)), event, logs)
+
+    positional, keywords = cls.hook_parameters()
+    value = {**event.as_dict(), "logs": logs}
+    assert calls == [(tuple(value[p] for p in positional), {k: value[k] for k in keywords})]
+
+
+class Exported(Event):
+    """A user event whose Keras-style hook is ``on_exported(path, logs=logs)``."""
+
+    hook = "on_exported"
+    hook_fields = ("path",)
+    hook_logs_by_keyword = True
+    path: str
+
+
+class BestExported(Exported):
+    """Inherits the hook call; its own field comes after the inherited ones."""
+
+    score: float = 0.0
+
+
+def test_a_user_event_declares_its_hook_call_like_the_built_in_ones() -> None:
+    seen: list[object] = []
+
+    def on_exported(path: str, logs: object = None) -> None:
+        seen.append((path, logs))
+
+    Exported.call_hook(on_exported, Exported(path="a.npz"), {"loss": 1.0})
+    BestExported.call_hook(on_exported, BestExported(path="b.npz", score=0.9), {})
+
+    assert seen == [("a.npz", {"loss": 1.0}), ("b.npz", {})]
+    assert (Exported.hook_signature(), BestExported.hook_signature()) == ("(path, logs=logs)",) * 2
+    assert Exported.hook_alias is None
+
+
+def test_a_hook_field_that_is_no_field_is_refused_when_the_class_is_declared() -> None:
+    with pytest.raises(TypeError, match=r"Broken.hook_fields names 'epcoh', which is not among"):
+
+        class Broken(Event):
+            hook = "on_broken"
+            hook_fields = ("epcoh",)
+            epoch: int

@@ -19,9 +19,9 @@ Example:
     epoch 1: loss 0.75
 """
 
+from trainbus.attachment import Attachment
 from trainbus.bus import Bus, Plan
 from trainbus.callbacks.base import Callback
-from trainbus.callbacks.bridge import Attachment
 from trainbus.emitter import Emitter, default_bus
 from trainbus.errors import EventOrderError, TrainbusError
 from trainbus.event import Event

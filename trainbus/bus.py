@@ -28,13 +28,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from types import FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import blinker
 
+from trainbus.attachment import Attachment
 from trainbus.errors import add_note
 from trainbus.event import Event
+from trainbus.events import HOOKED_EVENTS
 from trainbus.filters import build_filters
+from trainbus.hooks import flatten_callbacks, overridden_hooks
 from trainbus.logs import Logs, copy_logs
 from trainbus.subscription import (
     OnError,
@@ -43,9 +46,6 @@ from trainbus.subscription import (
     describe_callable,
     weak_callable,
 )
-
-if TYPE_CHECKING:
-    from trainbus.callbacks.bridge import Attachment
 
 E = TypeVar("E", bound=Event)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -352,13 +352,89 @@ class Bus:
         """Subscribe Keras-style callback objects, in list order.
 
         Accepts :class:`trainbus.Callback` subclasses, real
-        ``keras.callbacks.Callback`` objects and duck-typed objects; only the
-        hooks an object overrides are subscribed. See
-        :func:`trainbus.callbacks.bridge.attach`.
-        """
-        from trainbus.callbacks.bridge import attach
+        ``keras.callbacks.Callback`` objects and duck-typed objects. Each is
+        subscribed for the hooks it overrides only (see :mod:`trainbus.hooks`),
+        the hooks of your own event classes included; the emitter then calls
+        the hook methods straight from its plans, with Keras's arguments: a
+        plain ``dict`` (``{}`` rather than ``None``), the same dict for every
+        callback within one hook call, and ``logs=`` by keyword for batch hooks.
 
-        return attach(self, callbacks, sender=sender, priority=priority, on_error=on_error)
+        Args:
+            callbacks: One object or a (nested) list of them.
+            sender: Only events from this emitter.
+            priority: Priority of every hook (list order breaks ties).
+            on_error: ``"raise"`` or ``"log"``, as for typed subscribers.
+
+        Returns:
+            The :class:`~trainbus.Attachment`, which this bus keeps until it is
+            detached (``attachment.remove()`` or :meth:`detach`).
+
+        Raises:
+            TypeError: an object has neither ``set_model`` nor any hook method.
+            ValueError: an object is already attached to this bus.
+
+        Example:
+            >>> from trainbus import Callback, Emitter
+            >>> class Announce(Callback):
+            ...     def on_epoch_end(self, epoch, logs=None):
+            ...         print(f"epoch {epoch}: {logs}")
+            >>> bus = Bus()
+            >>> attachment = bus.attach([Announce()])  # keras.callbacks objects work alike
+            >>> [s.event.__name__ for s in attachment.subscriptions]  # the overridden hook only
+            ['EpochEnd']
+            >>> emitter = Emitter(bus)
+            >>> with emitter.training(epochs=1) as epochs:
+            ...     for epoch in epochs:
+            ...         emitter.log(loss=0.5)
+            epoch 0: {'loss': 0.5}
+        """
+        objects = flatten_callbacks(callbacks)
+        attached = {id(cb) for cb in self.callbacks(sender)}
+        found: list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]] = []
+        for callback in objects:
+            hooks = overridden_hooks(callback)
+            if not hooks and not hasattr(callback, "set_model"):
+                raise TypeError(
+                    f"{callback!r} is not a Keras-style callback: it has no set_model() and none "
+                    f"of the hook methods ({', '.join(HOOKED_EVENTS)})"
+                )
+            if id(callback) in attached:
+                raise ValueError(f"{callback!r} is already attached to this bus")
+            attached.add(id(callback))
+            found.append((callback, hooks))
+        with self.changes():
+            subscriptions = tuple(
+                self.subscribe_hook(
+                    event,
+                    method,
+                    sender=sender,
+                    priority=priority,
+                    on_error=on_error,
+                    name=_hook_name(callback, method, event),
+                )
+                for callback, hooks in found
+                for event, method in hooks
+            )
+        attachment = Attachment(self, tuple(objects), subscriptions, sender)
+        self._attachments.append(attachment)
+        return attachment
+
+    def detach(self, attachment: Attachment) -> None:
+        """Remove the subscriptions of ``attachment`` and forget its callbacks.
+
+        Idempotent; ``attachment.remove()`` and leaving its ``with`` block call
+        it. Watchers recompile their plans once.
+
+        Raises:
+            ValueError: ``attachment`` was made by another bus.
+        """
+        if attachment.bus is not self:
+            raise ValueError(f"{attachment!r} is attached to another bus, not to {self!r}")
+        with self.changes():
+            for subscription in attachment.subscriptions:
+                self.remove(subscription)
+        if attachment in self._attachments:
+            self._attachments.remove(attachment)
 
     def callbacks(self, sender: object | None = None, *, scoped: bool = False) -> list[object]:
         """The attached Keras-style objects an emitter ``sender`` delivers to.
@@ -504,6 +580,10 @@ class Bus:
     def __repr__(self) -> str:
         receivers = sum(len(sig.receivers) for sig in self._signals.values())
         return f"<Bus {self.name!r}: {receivers} receivers>"
+
+
+def _hook_name(callback: object, method: Callable[..., Any], event: type[Event]) -> str:
+    return f"{describe_callable(type(callback))}.{getattr(method, '__name__', event.hook)}"
 
 
 def _check_event_class(event: object) -> None:

@@ -80,7 +80,11 @@ class EventMeta(type):
         namespace["__match_args__"] = tuple(fields)
         if "__new__" not in namespace:
             namespace["__new__"] = _make_new(name, fields)
-        return super().__new__(mcs, name, bases, namespace, **kwargs)
+        cls = super().__new__(mcs, name, bases, namespace, **kwargs)
+        declares_call = "hook_fields" in namespace or "hook_logs_by_keyword" in namespace
+        if declares_call and "call_hook" not in namespace:
+            cls.call_hook = classmethod(_make_call_hook(cls, fields))  # type: ignore[attr-defined]
+        return cls
 
 
 def _make_new(class_name: str, fields: dict[str, Any]) -> Any:
@@ -96,6 +100,35 @@ def _make_new(class_name: str, fields: dict[str, Any]) -> Any:
     return new
 
 
+def _make_call_hook(cls: Any, fields: dict[str, Any]) -> Any:
+    """``call_hook`` for ``cls``, from its ``hook_fields`` and ``hook_logs_by_keyword``.
+
+    Generated so that it costs what a hand-written one would (``hook(event[4],
+    logs=logs)``: one tuple index per field): it runs once per hook per event.
+    """
+    hook_fields = tuple(cls.hook_fields)
+    unknown = [f for f in hook_fields if f not in fields or f == "logs"]
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.hook_fields names {', '.join(map(repr, unknown))}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not among its fields "
+            f"({', '.join(f for f in fields if f != 'logs')}); logs is always passed"
+        )
+    order = list(fields)
+    arguments = [f"event[{order.index(f)}]" for f in hook_fields]
+    arguments.append("logs=logs" if cls.hook_logs_by_keyword else "logs")
+    source = f"def call_hook(cls, hook, event, logs):\n    hook({', '.join(arguments)})\n"
+    scope: dict[str, Any] = {}
+    exec(source, scope)  # noqa: S102 - generated from field positions only
+    call_hook = scope["call_hook"]
+    call_hook.__qualname__ = f"{cls.__qualname__}.call_hook"
+    call_hook.__module__ = cls.__module__
+    call_hook.__doc__ = (
+        f"Call a Keras-style hook for this event as Keras does: ``hook{cls.hook_signature()}``."
+    )
+    return call_hook
+
+
 class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
     """Base of every event sent on a :class:`~trainbus.Bus`.
 
@@ -108,10 +141,35 @@ class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
             ``Mapping``. Within one dispatch every subscriber sees the same
             object (a Keras-style callback may add keys for the ones after
             it); tensors stay as the loop gave them until first read.
-        hook: The Keras ``Callback`` method this event maps to, if any.
+        hook: The Keras ``Callback`` method this event maps to, if any. A
+            Keras-style object attached with :meth:`Bus.attach
+            <trainbus.Bus.attach>` that has this method receives the event,
+            your own event classes included.
+        hook_alias: Another method name the hook answers to (Keras's
+            ``on_batch_end`` for ``on_train_batch_end``), if any.
+        hook_fields: The fields the hook receives, in order, before ``logs``.
+        hook_logs_by_keyword: Whether ``logs`` is passed as ``logs=logs`` (Keras's
+            batch hooks) rather than by position.
+
+    ``hook_fields`` and ``hook_logs_by_keyword`` are all a class declares about
+    how its hook is called: :meth:`call_hook`, :meth:`hook_parameters` and
+    :meth:`hook_signature` follow from them.
+
+    Example:
+        >>> class CheckpointSaved(Event):
+        ...     hook = "on_checkpoint_saved"
+        ...     hook_fields = ("path",)
+        ...     path: str
+        >>> CheckpointSaved.hook_signature()
+        '(path, logs)'
+        >>> CheckpointSaved.call_hook(print, CheckpointSaved(path="a.npz"), {"loss": 0.5})
+        a.npz {'loss': 0.5}
     """
 
     hook: ClassVar[str | None] = None
+    hook_alias: ClassVar[str | None] = None
+    hook_fields: ClassVar[tuple[str, ...]] = ()
+    hook_logs_by_keyword: ClassVar[bool] = False
     __event_defaults__: ClassVar[dict[str, Any]]
 
     step: int = 0
@@ -119,12 +177,40 @@ class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
 
     @classmethod
     def call_hook(cls, hook: Callable[..., Any], event: Event, logs: dict[str, Any]) -> None:
-        """Call a Keras-style hook method for ``event``: ``hook(logs)`` by default.
+        """Call a Keras-style hook method for ``event``: ``hook(logs)`` here.
 
-        Subclasses whose Keras hook takes more arguments (epoch and batch
-        events) override this.
+        A subclass that declares ``hook_fields`` or ``hook_logs_by_keyword``
+        gets a ``call_hook`` built from them (``hook(event.batch, logs=logs)``
+        for batch events), as fast as a hand-written one.
         """
         hook(logs)
+
+    @classmethod
+    def hook_parameters(cls) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The names of what the hook receives: ``(by position, by keyword)``.
+
+        Example:
+            >>> from trainbus import EpochEnd, TrainBatchEnd
+            >>> EpochEnd.hook_parameters()
+            (('epoch', 'logs'), ())
+            >>> TrainBatchEnd.hook_parameters()
+            (('batch',), ('logs',))
+        """
+        if cls.hook_logs_by_keyword:
+            return cls.hook_fields, ("logs",)
+        return (*cls.hook_fields, "logs"), ()
+
+    @classmethod
+    def hook_signature(cls) -> str:
+        """How the hook is called, for messages: ``"(batch, logs=logs)"``.
+
+        Example:
+            >>> from trainbus import Aborted
+            >>> Aborted.hook_signature()
+            '(phase, error, logs)'
+        """
+        positional, keywords = cls.hook_parameters()
+        return f"({', '.join([*positional, *(f'{k}={k}' for k in keywords)])})"
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -19,12 +19,21 @@ The hierarchy::
 Indices are Keras's: 0-based ``epoch`` and ``batch``. A batch event covers
 ``size`` batches (``steps_per_execution``): a begin carries the chunk's first
 index, an end its last one.
+
+Each class is the one place that says how its Keras hook is called: its name
+(``hook``, and ``hook_alias`` for Keras's ``on_batch_*`` aliases) and its
+arguments (``hook_fields``, ``hook_logs_by_keyword``). :meth:`Bus.attach
+<trainbus.Bus.attach>` (through :mod:`trainbus.hooks`) and ``LambdaCallback``
+read them from here::
+
+    >>> TrainBatchEnd.hook, TrainBatchEnd.hook_alias, TrainBatchEnd.hook_signature()
+    ('on_train_batch_end', 'on_batch_end', '(batch, logs=logs)')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 from trainbus.event import Event
 
@@ -76,15 +85,11 @@ class PredictEnd(PhaseEnd):
 class EpochEvent(Event):
     """An epoch boundary. ``epoch`` is 0-based."""
 
+    hook_fields: ClassVar[tuple[str, ...]] = ("epoch",)  # on_epoch_end(epoch, logs)
     epoch: int
 
     def span(self) -> tuple[int, int]:
         return (self.epoch, self.epoch + 1)
-
-    @classmethod
-    def call_hook(cls, hook: Callable[..., Any], event: Event, logs: dict[str, Any]) -> None:
-        """Call a Keras-style hook the way Keras does for this event."""
-        hook(event.epoch, logs)  # type: ignore[attr-defined]
 
 
 class EpochBegin(EpochEvent):
@@ -110,14 +115,12 @@ class BatchEvent(Event):
             the last chunk of an epoch may be shorter).
     """
 
+    # on_train_batch_end(batch, logs=logs): Keras passes batch logs by keyword.
+    hook_fields: ClassVar[tuple[str, ...]] = ("batch",)
+    hook_logs_by_keyword: ClassVar[bool] = True
     epoch: int = 0
     batch: int
     size: int = 1
-
-    @classmethod
-    def call_hook(cls, hook: Callable[..., Any], event: Event, logs: dict[str, Any]) -> None:
-        """Call a Keras-style hook the way Keras does: ``logs`` by keyword."""
-        hook(event.batch, logs=logs)  # type: ignore[attr-defined]
 
 
 class BatchBegin(BatchEvent):
@@ -138,6 +141,7 @@ class TrainBatchBegin(BatchBegin):
     """A training batch starts. Filters count the global training step."""
 
     hook: ClassVar[str | None] = "on_train_batch_begin"
+    hook_alias: ClassVar[str | None] = "on_batch_begin"
 
     def span(self) -> tuple[int, int]:
         return (self.step, self.step + self.size)
@@ -147,6 +151,7 @@ class TrainBatchEnd(BatchEnd):
     """A training batch ended; ``step`` counts it. Filters use the global step."""
 
     hook: ClassVar[str | None] = "on_train_batch_end"
+    hook_alias: ClassVar[str | None] = "on_batch_end"
 
     def span(self) -> tuple[int, int]:
         return (self.step - self.size, self.step)
@@ -188,13 +193,9 @@ class Aborted(Event):
     """
 
     hook: ClassVar[str | None] = "on_aborted"
+    hook_fields: ClassVar[tuple[str, ...]] = ("phase", "error")  # on_aborted(phase, error, logs)
     phase: str
     error: str
-
-    @classmethod
-    def call_hook(cls, hook: Callable[..., Any], event: Event, logs: dict[str, Any]) -> None:
-        """Call ``on_aborted(phase, error, logs)``."""
-        hook(event.phase, event.error, logs)  # type: ignore[attr-defined]
 
 
 LIFECYCLE_EVENTS: tuple[type[Event], ...] = (

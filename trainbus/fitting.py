@@ -27,10 +27,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from trainbus.callbacks.bridge import flatten_callbacks
 from trainbus.callbacks.history import History
 from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.emitter import Emitter
+from trainbus.hooks import flatten_callbacks
 
 
 class HistoryLike(Protocol):

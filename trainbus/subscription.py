@@ -6,13 +6,10 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from trainbus.event import Event
 from trainbus.filters import EventFilter
-
-if TYPE_CHECKING:
-    from trainbus.bus import Bus
 
 OnError = Literal["raise", "log"]
 """What a failing subscriber does: propagate the exception, or log it and go on."""
@@ -21,6 +18,13 @@ SubscriberKind = Literal["typed", "hook"]
 """``typed``: called with the event. ``hook``: a Keras-style hook method."""
 
 logger = logging.getLogger("trainbus")
+
+
+class SubscriptionRegistry(Protocol):
+    """What a :class:`Subscription` needs from the bus it is on: a way to leave it."""
+
+    def remove(self, subscription: Subscription) -> None:
+        """Disconnect ``subscription`` (idempotent)."""
 
 
 def describe_callable(fn: object) -> str:
@@ -80,6 +84,7 @@ class Subscription:
             train()          # printed while inside the block
 
     Attributes:
+        bus: The bus it is on (a :class:`SubscriptionRegistry`).
         event: The subscribed event class (subclasses are delivered too).
         name: The subscriber's name, used in error notes and listings.
         priority: Higher runs first; equal priorities run in subscription order.
@@ -106,7 +111,7 @@ class Subscription:
 
     def __init__(
         self,
-        bus: Bus,
+        bus: SubscriptionRegistry,
         event: type[Event],
         fn: Callable[..., Any],
         *,

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from trainbus import Bus, Callback, Emitter
-from trainbus.callbacks.base import is_default
-from trainbus.callbacks.bridge import overridden_hooks
+from trainbus.hooks import is_default, overridden_hooks
 from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainbus import Bus, Emitter
+from trainbus import Bus, Callback, Emitter
 from trainbus.callbacks.lambda_callback import VALID_HOOKS, LambdaCallback
+from trainbus.events import HOOKED_EVENTS
 
 keras = pytest.importorskip("keras")
 
@@ -110,6 +111,13 @@ def test_on_aborted_is_accepted_and_called_when_the_loop_raises() -> None:
     with pytest.raises(ValueError, match="boom"):
         train()
     assert seen == [("train", "ValueError: boom")]
+
+
+def test_accepts_exactly_the_hooks_the_event_classes_name_and_callback_has() -> None:
+    events = HOOKED_EVENTS.values()
+    named = {event.hook for event in events} | {e.hook_alias for e in events if e.hook_alias}
+    assert set(VALID_HOOKS) == named
+    assert all(callable(getattr(Callback, hook)) for hook in VALID_HOOKS)
 
 
 def test_unknown_hook_names_the_hook_suggests_and_lists_the_valid_ones() -> None:

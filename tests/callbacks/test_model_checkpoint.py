@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainbus import Bus, Emitter
-from trainbus.callbacks.bridge import overridden_hooks
 from trainbus.callbacks.model_checkpoint import CheckpointPathError, ModelCheckpoint
 from trainbus.callbacks.state import Stateful, collect_states, restore_states
+from trainbus.hooks import overridden_hooks
 from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")

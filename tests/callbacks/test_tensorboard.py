@@ -272,7 +272,7 @@ def test_bad_update_freq(update_freq: Any) -> None:
 
 
 def test_epoch_frequency_subscribes_no_batch_hook(tmp_path: Path) -> None:
-    from trainbus.callbacks.bridge import overridden_hooks
+    from trainbus.hooks import overridden_hooks
 
     def hooks(board: TensorBoard) -> set[str]:
         return {event.__name__ for event, _ in overridden_hooks(board)}

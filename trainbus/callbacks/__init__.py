@@ -1,4 +1,4 @@
-"""Keras-style callbacks: the ``Callback`` base class, the bus bridge and the built-ins.
+"""Keras-style callbacks: the ``Callback`` base class, ``CallbackList`` and the built-ins.
 
 Every built-in works on any :class:`~trainbus.ModelHandle` (NumPy now, PyTorch and
 JAX through their adapters), mirrors the Keras 3 class of the same name, and
@@ -6,8 +6,7 @@ validates its arguments when it is built.
 """
 
 from trainbus.callbacks.backup_and_restore import BackupAndRestore, CorruptBackupError
-from trainbus.callbacks.base import Callback, default, is_default
-from trainbus.callbacks.bridge import Attachment, attach, overridden_hooks
+from trainbus.callbacks.base import Callback
 from trainbus.callbacks.callback_list import CallbackList
 from trainbus.callbacks.csv_logger import CSVLogger
 from trainbus.callbacks.early_stopping import EarlyStopping
@@ -25,7 +24,6 @@ from trainbus.callbacks.tensorboard import TensorBoard
 from trainbus.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
-    "Attachment",
     "BackupAndRestore",
     "CSVLogger",
     "Callback",
@@ -46,11 +44,7 @@ __all__ = [
     "Stateful",
     "TensorBoard",
     "TerminateOnNaN",
-    "attach",
     "collect_states",
-    "default",
-    "is_default",
     "monitor_direction",
-    "overridden_hooks",
     "restore_states",
 ]

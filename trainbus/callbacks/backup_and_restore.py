@@ -115,10 +115,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, StrictInt, validate_call
 
-from trainbus.callbacks.base import Callback, skippable
+from trainbus.callbacks.base import Callback
 from trainbus.callbacks.save_frequency import BatchSaveCounter
 from trainbus.callbacks.state import collect_states, restore_states, stateful_callbacks
 from trainbus.events import EpochEnd
+from trainbus.hooks import skippable
 from trainbus.io import atomic_write
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]

@@ -17,55 +17,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-M = TypeVar("M", bound=Callable[..., Any])
+from trainbus.hooks import default
 
 Logs = dict[str, Any]
-
-
-def default(method: M) -> M:
-    """Mark a hook as the base-class default (Keras's ``_is_default`` marker).
-
-    The bridge subscribes only hooks without this mark, and recognises Keras's
-    own mark on ``keras.callbacks.Callback`` the same way.
-    """
-    method._is_default = True  # type: ignore[attr-defined]
-    return method
-
-
-def is_default(method: object) -> bool:
-    """Whether ``method`` is an un-overridden base-class hook."""
-    return bool(getattr(method, "_is_default", False))
-
-
-def skippable(method: M) -> M:
-    """Mark a built-in's batch hook that it may skip when it has nothing to do per batch.
-
-    Such a built-in puts the base class's default hook on the instance, so the
-    bridge does not subscribe it; a subclass that overrides the hook (without
-    this mark) must still be called, so the hook is then left alone.
-    """
-    method._trainbus_skippable = True  # type: ignore[attr-defined]
-    return method
-
-
-def hook_is_skippable(callback: object, hook: str) -> bool:
-    """Whether ``callback``'s ``hook`` is a built-in's :func:`skippable` one, not overridden.
-
-    Example:
-        >>> class Saver(Callback):
-        ...     @skippable
-        ...     def on_train_batch_end(self, batch, logs=None): ...
-        >>> class Logged(Saver):
-        ...     def on_train_batch_end(self, batch, logs=None): print(batch)
-        >>> hook_is_skippable(Saver(), "on_train_batch_end")
-        True
-        >>> hook_is_skippable(Logged(), "on_train_batch_end")
-        False
-    """
-    return bool(getattr(getattr(type(callback), hook, None), "_trainbus_skippable", False))
 
 
 class Callback:

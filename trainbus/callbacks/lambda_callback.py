@@ -37,39 +37,21 @@ from collections.abc import Callable
 from typing import Any
 
 from trainbus.callbacks.base import Callback
+from trainbus.event import Event
+from trainbus.events import HOOKED_EVENTS, LIFECYCLE_EVENTS
 
 Hook = Callable[..., Any]
 
-_BEGIN_END = (
-    "on_train_begin",
-    "on_train_end",
-    "on_test_begin",
-    "on_test_end",
-    "on_predict_begin",
-    "on_predict_end",
-)
-_EPOCH = ("on_epoch_begin", "on_epoch_end")
-_BATCH = (
-    "on_train_batch_begin",
-    "on_train_batch_end",
-    "on_test_batch_begin",
-    "on_test_batch_end",
-    "on_predict_batch_begin",
-    "on_predict_batch_end",
-    "on_batch_begin",
-    "on_batch_end",
-)
-_TRAINBUS_ONLY = ("on_aborted",)
-
-VALID_HOOKS: tuple[str, ...] = _BEGIN_END + _EPOCH + _BATCH + _TRAINBUS_ONLY
-"""Every hook name a :class:`LambdaCallback` accepts."""
-
-_SAMPLE_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any], str]] = {
-    **{name: (({},), {}, "(logs)") for name in _BEGIN_END},
-    **{name: ((0, {}), {}, "(epoch, logs)") for name in _EPOCH},
-    **{name: ((0,), {"logs": {}}, "(batch, logs=logs)") for name in _BATCH},
-    "on_aborted": (("train", "error", {}), {}, "(phase, error, logs)"),
+# Hook name → the event whose call shape it has, read from the event classes: Keras's
+# hooks, then Keras's on_batch_* aliases, then trainbus's own (on_aborted).
+_HOOKS: dict[str, type[Event]] = {
+    **{str(event.hook): event for event in LIFECYCLE_EVENTS},
+    **{event.hook_alias: event for event in LIFECYCLE_EVENTS if event.hook_alias},
+    **HOOKED_EVENTS,
 }
+
+VALID_HOOKS: tuple[str, ...] = tuple(_HOOKS)
+"""Every hook name a :class:`LambdaCallback` accepts."""
 
 
 def _check_hook(name: str, function: object) -> None:
@@ -82,12 +64,13 @@ def _check_hook(name: str, function: object) -> None:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # some builtins have no signature: trust them
         return
-    args, kwargs, shape = _SAMPLE_CALLS[name]
+    event = _HOOKS[name]
+    positional, keywords = event.hook_parameters()
     try:
-        signature.bind(*args, **kwargs)
+        signature.bind(*positional, **dict.fromkeys(keywords))
     except TypeError as error:
         raise TypeError(
-            f"LambdaCallback {name}= is called as {name}{shape}, but "
+            f"LambdaCallback {name}= is called as {name}{event.hook_signature()}, but "
             f"{getattr(function, '__name__', function)}{signature} cannot be: {error}"
         ) from None
 
@@ -151,5 +134,5 @@ class LambdaCallback(Callback):
             if function is None:
                 continue
             _check_hook(name, function)
-            # An instance attribute has no _is_default mark, so the bridge subscribes it.
+            # An instance attribute has no _is_default mark, so Bus.attach subscribes it.
             setattr(self, name, function)

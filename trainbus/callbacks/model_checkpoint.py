@@ -72,9 +72,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, validate_call
 
-from trainbus.callbacks.base import skippable
 from trainbus.callbacks.monitor import Mode, MonitorCallback, NonNegativeInt
 from trainbus.callbacks.save_frequency import BatchSaveCounter
+from trainbus.hooks import skippable
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between saves."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from trainbus.callbacks.base import hook_is_skippable
+from trainbus.hooks import hook_is_skippable
 
 
 class BatchSaveCounter:
@@ -25,7 +25,7 @@ class BatchSaveCounter:
 
     Put it before the ``Callback`` base. With ``save_freq="epoch"``, call
     :meth:`_skip_batch_hook` once ``save_freq`` is set: the instance then has the
-    base class's default ``on_train_batch_end``, so the bridge does not subscribe
+    base class's default ``on_train_batch_end``, so ``Bus.attach`` does not subscribe
     it and the callback costs nothing per batch (Keras calls it every batch),
     unless a subclass overrides the hook.
     """

@@ -49,7 +49,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictInt, validate_call
 
 from trainbus._optional import import_optional
-from trainbus.callbacks.base import Callback, hook_is_skippable, skippable
+from trainbus.callbacks.base import Callback
+from trainbus.hooks import hook_is_skippable, skippable
 from trainbus.logs import to_python
 
 INSTALL_HINT = "pip install 'trainbus[tensorboard]'"
@@ -183,7 +184,7 @@ class TensorBoard(Callback):
         self._epoch_start = 0.0
         if self.update_freq == "epoch" and not write_steps_per_second:
             # Nothing to do per batch: shadow the batch hooks with the base class's
-            # defaults so the bridge does not subscribe them (no per-batch call at all),
+            # defaults so Bus.attach does not subscribe them (no per-batch call at all),
             # unless a subclass overrides them.
             if hook_is_skippable(self, "on_train_batch_begin"):
                 self.on_train_batch_begin = super().on_train_batch_begin  # type: ignore[method-assign, assignment]

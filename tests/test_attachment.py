@@ -1,4 +1,5 @@
-"""The bridge: real keras.callbacks and Keras-style objects on a bus, driven by an Emitter."""
+"""Attaching Keras-style objects to a bus: real keras.callbacks and duck-typed objects, driven by
+an Emitter; detaching them."""
 
 from __future__ import annotations
 
@@ -618,6 +619,88 @@ def test_an_attachment_used_as_a_context_manager_detaches_on_exit() -> None:
     run(emitter, epochs=1)
 
     assert counter.epochs == 1
+
+
+def test_bus_detach_removes_an_attachment_once_and_only_from_its_own_bus() -> None:
+    bus = Bus()
+    counter = Counter()
+    emitter = Emitter(bus)
+    attachment = bus.attach(counter)
+
+    with pytest.raises(ValueError, match="attached to another bus"):
+        Bus().detach(attachment)
+    run(emitter, epochs=1)
+    bus.detach(attachment)
+    bus.detach(attachment)  # idempotent
+    run(emitter, epochs=1)
+
+    assert counter.epochs == 1
+    assert bus.callbacks() == []
+    assert attachment.bus is bus
+
+
+# -- your own events with a hook ----------------------------------------------------------------
+
+
+class CheckpointSaved(Event):
+    """A user event whose Keras-style hook is ``on_checkpoint_saved(path, logs)``."""
+
+    hook = "on_checkpoint_saved"
+    hook_fields = ("path",)
+    path: str
+
+
+class BestCheckpointSaved(CheckpointSaved):
+    """Inherits the hook."""
+
+
+def test_a_user_event_with_a_hook_reaches_attached_objects_that_define_it() -> None:
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Uploader(Callback):
+        def on_checkpoint_saved(self, path: str, logs: Any = None) -> None:
+            seen.append(("trainbus.Callback", path, dict(logs)))
+
+    class KerasUploader(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_checkpoint_saved(self, path: str, logs: Any = None) -> None:
+            seen.append(("keras.Callback", path, dict(logs)))
+
+    class Duck:  # no base class and no Keras hook: the user hook alone makes it a callback
+        def on_checkpoint_saved(self, path: str, logs: Any = None) -> None:
+            seen.append(("duck", path, dict(logs)))
+
+    bus = Bus()
+    attachment = bus.attach([Uploader(), KerasUploader(), Duck(), Counter()])
+    bus.emit(CheckpointSaved(path="a.npz", logs={"epoch": 3}))
+    bus.emit(BestCheckpointSaved(path="best.npz"))  # through its base's hook, once each
+    attachment.remove()
+    bus.emit(CheckpointSaved(path="late.npz"))
+
+    assert seen == [
+        ("trainbus.Callback", "a.npz", {"epoch": 3}),
+        ("keras.Callback", "a.npz", {"epoch": 3}),
+        ("duck", "a.npz", {"epoch": 3}),
+        ("trainbus.Callback", "best.npz", {}),
+        ("keras.Callback", "best.npz", {}),
+        ("duck", "best.npz", {}),
+    ]
+
+
+def test_a_user_hook_scoped_to_an_emitter_gets_only_that_emitters_events() -> None:
+    paths: list[str] = []
+
+    class Uploader(Callback):
+        def on_checkpoint_saved(self, path: str, logs: Any = None) -> None:
+            paths.append(path)
+
+    bus = Bus()
+    mine, other = Emitter(bus), Emitter(bus)
+    bus.attach(Uploader(), sender=mine)
+
+    bus.emit(CheckpointSaved(path="mine.npz"), sender=mine)
+    bus.emit(CheckpointSaved(path="other.npz"), sender=other)
+
+    assert paths == ["mine.npz"]
 
 
 # -- errors in callbacks ------------------------------------------------------------------------
