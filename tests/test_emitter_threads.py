@@ -115,3 +115,51 @@ def test_two_trainings_on_two_threads_share_an_unscoped_callback() -> None:
         thread.join(timeout=60)
     assert not errors, errors
     assert counter.batches == 2 * 20 * 50
+
+
+def test_changes_from_two_threads_and_once_subscriptions_removing_themselves() -> None:
+    bus = Bus()
+    counter = Counter()
+    bus.attach([counter])
+    emitter = Emitter(bus)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    fired: list[int] = []
+    once_made = 0
+
+    def subscribe_once() -> None:
+        nonlocal once_made
+        try:
+            while not stop.is_set() and once_made < 2_000:
+                bus.subscribe(TrainBatchEnd, lambda event: fired.append(event.step), once=True)
+                once_made += 1
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+
+    threads = [
+        run_in_thread(lambda: churn(bus, stop, errors, CHANGES // 2)),
+        run_in_thread(lambda: churn(bus, stop, errors, CHANGES // 2)),
+        run_in_thread(subscribe_once),
+    ]
+    epochs = 0
+    with emitter.training(epochs=100_000) as epoch_indices:
+        for _ in epoch_indices:
+            epochs += 1
+            for _ in emitter.batches(range(20)):
+                emitter.log(loss=1.0)
+            if not any(thread.is_alive() for thread in threads):
+                break
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    emitter.on_train_begin()  # one more batch: the once subscriptions left fire now
+    emitter.on_epoch_begin(0)
+    emitter.on_train_batch_begin(0)
+    emitter.on_train_batch_end(0)
+    assert not errors, errors
+    assert len(fired) == once_made  # each fired exactly once, and removed itself
+    left = bus.subscribers(TrainBatchEnd)
+    assert [(s.kind, s.name.rsplit(".", 2)[-2:]) for s in left] == [
+        ("hook", ["Counter", "on_train_batch_end"])
+    ]
+    assert counter.batches == 20 * epochs + 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -177,6 +178,9 @@ class Bus:
         self._attachments: list[Attachment] = []
         self._batching = 0  # depth of open changes() blocks
         self._changed_in_batch = False
+        # Serializes changes and plan compilation, so subscriptions may change from any
+        # thread; delivery itself takes no lock (emitters read their plans whole).
+        self._lock = threading.RLock()
 
     # -- registry -------------------------------------------------------------
 
@@ -188,13 +192,14 @@ class Bus:
         the same priority.
         """
         _check_event_class(event)
-        sig = self._signals.get(event)
-        if sig is None:
-            sig = self.namespace.signal(f"{event.__module__}.{event.__qualname__}")
-            sig.receiver_connected.connect(self._on_blinker_change, sender=sig)
-            sig.receiver_disconnected.connect(self._on_blinker_change, sender=sig)
-            self._signals[event] = sig
-        return sig
+        with self._lock:
+            sig = self._signals.get(event)
+            if sig is None:
+                sig = self.namespace.signal(f"{event.__module__}.{event.__qualname__}")
+                sig.receiver_connected.connect(self._on_blinker_change, sender=sig)
+                sig.receiver_disconnected.connect(self._on_blinker_change, sender=sig)
+                self._signals[event] = sig
+            return sig
 
     def on(
         self,
@@ -308,37 +313,40 @@ class Bus:
         on_error: OnError,
         weak: bool,
     ) -> Subscription:
-        sig = self.signal(event)
-        subscription = Subscription(
-            self,
-            event,
-            fn,
-            kind=kind,
-            name=name,
-            priority=priority,
-            sender=sender,
-            filters=filters,
-            on_error=on_error,
-            weak=weak,
-            seq=next(self._seq),
-        )
-        sig.connect(subscription, sender=blinker.ANY if sender is None else sender, weak=False)
-        return subscription
+        with self._lock:
+            sig = self.signal(event)
+            subscription = Subscription(
+                self,
+                event,
+                fn,
+                kind=kind,
+                name=name,
+                priority=priority,
+                sender=sender,
+                filters=filters,
+                on_error=on_error,
+                weak=weak,
+                seq=next(self._seq),
+            )
+            sig.connect(subscription, sender=blinker.ANY if sender is None else sender, weak=False)
+            return subscription
 
     def remove(self, subscription: Subscription) -> None:
         """Disconnect one subscription (idempotent)."""
-        sig = self._signals.get(subscription.event)
-        if sig is not None and id(subscription) in sig.receivers:
-            sig.disconnect(subscription)
+        with self._lock:
+            sig = self._signals.get(subscription.event)
+            if sig is not None and id(subscription) in sig.receivers:
+                sig.disconnect(subscription)
 
     def unsubscribe(self, fn: Callable[..., Any]) -> int:
         """Remove every subscription of ``fn``; returns how many there were."""
         removed = 0
-        for sig in list(self._signals.values()):
-            for receiver in list(sig.receivers.values()):
-                if isinstance(receiver, Subscription) and receiver.fn == fn:
-                    receiver.remove()
-                    removed += 1
+        with self.changes():
+            for sig in list(self._signals.values()):
+                for receiver in list(sig.receivers.values()):
+                    if isinstance(receiver, Subscription) and receiver.fn == fn:
+                        receiver.remove()
+                        removed += 1
         return removed
 
     def attach(
@@ -389,6 +397,29 @@ class Bus:
             epoch 0: {'loss': 0.5}
         """
         objects = flatten_callbacks(callbacks)
+        with self._lock:
+            found = self._hooks_to_attach(objects, sender)
+            with self.changes():
+                subscriptions = tuple(
+                    self.subscribe_hook(
+                        event,
+                        method,
+                        sender=sender,
+                        priority=priority,
+                        on_error=on_error,
+                        name=_hook_name(callback, method, event),
+                    )
+                    for callback, hooks in found
+                    for event, method in hooks
+                )
+            attachment = Attachment(self, tuple(objects), subscriptions, sender)
+            self._attachments.append(attachment)
+        return attachment
+
+    def _hooks_to_attach(
+        self, objects: list[object], sender: object | None
+    ) -> list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]]:
+        """Each object with the hooks it overrides, refusing non-callbacks and repeats."""
         attached = {id(cb) for cb in self.callbacks(sender)}
         found: list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]] = []
         for callback in objects:
@@ -402,22 +433,7 @@ class Bus:
                 raise ValueError(f"{callback!r} is already attached to this bus")
             attached.add(id(callback))
             found.append((callback, hooks))
-        with self.changes():
-            subscriptions = tuple(
-                self.subscribe_hook(
-                    event,
-                    method,
-                    sender=sender,
-                    priority=priority,
-                    on_error=on_error,
-                    name=_hook_name(callback, method, event),
-                )
-                for callback, hooks in found
-                for event, method in hooks
-            )
-        attachment = Attachment(self, tuple(objects), subscriptions, sender)
-        self._attachments.append(attachment)
-        return attachment
+        return found
 
     def detach(self, attachment: Attachment) -> None:
         """Remove the subscriptions of ``attachment`` and forget its callbacks.
@@ -430,11 +446,11 @@ class Bus:
         """
         if attachment.bus is not self:
             raise ValueError(f"{attachment!r} is attached to another bus, not to {self!r}")
-        with self.changes():
+        with self.changes():  # holds the lock
             for subscription in attachment.subscriptions:
                 self.remove(subscription)
-        if attachment in self._attachments:
-            self._attachments.remove(attachment)
+            if attachment in self._attachments:
+                self._attachments.remove(attachment)
 
     def callbacks(self, sender: object | None = None, *, scoped: bool = False) -> list[object]:
         """The attached Keras-style objects an emitter ``sender`` delivers to.
@@ -442,10 +458,11 @@ class Bus:
         With ``scoped=True``, only those attached with ``sender=sender``.
         """
         found: list[object] = []
-        for attachment in self._attachments:
-            scope = attachment.sender
-            if scope is sender or (scope is None and not scoped):
-                found.extend(attachment.callbacks)
+        with self._lock:
+            for attachment in self._attachments:
+                scope = attachment.sender
+                if scope is sender or (scope is None and not scoped):
+                    found.extend(attachment.callbacks)
         return found
 
     # -- plans ------------------------------------------------------------------
@@ -454,19 +471,20 @@ class Bus:
         """Who an ``event`` from ``sender`` reaches, in delivery order (a dry run)."""
         _check_event_class(event)
         found: list[Subscription] = []
-        for klass in event.__mro__:
-            sig = self._signals.get(klass)
-            if sig is None or not sig.receivers:
-                continue
-            for receiver in sig.receivers_for(sender):
-                if isinstance(receiver, Subscription):
-                    found.append(receiver)
-                else:
-                    weakly = any(  # connected with blinker's default, weak=True
-                        isinstance(raw, weakref.ref) and raw() == receiver
-                        for raw in sig.receivers.values()
-                    )
-                    found.append(self._foreign(klass, receiver, sender, weakly))
+        with self._lock:
+            for klass in event.__mro__:
+                sig = self._signals.get(klass)
+                if sig is None or not sig.receivers:
+                    continue
+                for receiver in sig.receivers_for(sender):
+                    if isinstance(receiver, Subscription):
+                        found.append(receiver)
+                    else:
+                        weakly = any(  # connected with blinker's default, weak=True
+                            isinstance(raw, weakref.ref) and raw() == receiver
+                            for raw in sig.receivers.values()
+                        )
+                        found.append(self._foreign(klass, receiver, sender, weakly))
         found.sort(key=lambda s: (-s.priority, s.seq))
         return found
 
@@ -494,13 +512,14 @@ class Bus:
         changes; an emitter caches its own (it is told of changes by
         :meth:`watch`), so sender-scoped plans are not kept by the bus.
         """
-        if sender is None and event in self._plans:
-            return self._plans[event]
-        subscriptions = self.subscribers(event, sender)
-        plan = Plan(tuple(subscriptions)) if subscriptions else None
-        if sender is None:
-            self._plans[event] = plan
-        return plan
+        with self._lock:
+            if sender is None and event in self._plans:
+                return self._plans[event]
+            subscriptions = self.subscribers(event, sender)
+            plan = Plan(tuple(subscriptions)) if subscriptions else None
+            if sender is None:
+                self._plans[event] = plan
+            return plan
 
     def emit(self, event: Event, sender: object | None = None) -> None:
         """Send ``event`` to its subscribers now.
@@ -516,12 +535,17 @@ class Bus:
             plan.send(event)
 
     def watch(self, watcher: Any) -> None:
-        """Call ``watcher._plans_changed()`` whenever a subscription changes."""
-        self._watchers.add(watcher)
+        """Call ``watcher._plans_changed()`` whenever a subscription changes.
+
+        It is called with the bus's lock held, from the thread that made the change.
+        """
+        with self._lock:
+            self._watchers.add(watcher)
 
     def watchers(self) -> list[Any]:
         """The live objects :meth:`watch` was given: the emitters sending on this bus."""
-        return list(self._watchers)
+        with self._lock:
+            return list(self._watchers)
 
     @contextmanager
     def changes(self) -> Iterator[None]:
@@ -540,21 +564,23 @@ class Bus:
             >>> [s.name for s in bus.subscribers(TrainBatchEnd)]
             ['builtins.print', 'builtins.repr']
         """
-        self._batching += 1
-        try:
-            yield
-        finally:
-            self._batching -= 1
-            if not self._batching and self._changed_in_batch:
-                self._changed_in_batch = False
-                self._tell_watchers()
+        with self._lock:  # another thread's changes wait until this block is done
+            self._batching += 1
+            try:
+                yield
+            finally:
+                self._batching -= 1
+                if not self._batching and self._changed_in_batch:
+                    self._changed_in_batch = False
+                    self._tell_watchers()
 
     def _on_blinker_change(self, _signal: object, **_kwargs: Any) -> None:
-        self._plans.clear()
-        if self._batching:
-            self._changed_in_batch = True
-        else:
-            self._tell_watchers()
+        with self._lock:  # also when connected with blinker directly, from any thread
+            self._plans.clear()
+            if self._batching:
+                self._changed_in_batch = True
+            else:
+                self._tell_watchers()
 
     def _tell_watchers(self) -> None:
         for watcher in list(self._watchers):
@@ -564,7 +590,9 @@ class Bus:
         """A table of every event class with subscribers and who they are (the
         sender-scoped ones included, with their sender)."""
         lines = [f"Bus {self.name!r}"]
-        for event, sig in self._signals.items():
+        with self._lock:
+            signals = list(self._signals.items())
+        for event, sig in signals:
             scoped = [
                 r
                 for r in sig.receivers.values()
