@@ -9,8 +9,9 @@ shared by two trainings running at once sees both.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,15 @@ import pytest
 from trainbus import Bus, Callback, Emitter, EpochEnd, Event, TrainBatchBegin, TrainBatchEnd
 
 CHANGES = 10_000
+
+
+@pytest.fixture(autouse=True)
+def _switch_threads_often() -> Iterator[None]:
+    """Let the interpreter switch threads every microsecond, so that races show up."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
 
 
 class Counter(Callback):
@@ -133,7 +143,7 @@ def test_changes_from_two_threads_and_once_subscriptions_removing_themselves() -
             while not stop.is_set() and once_made < 2_000:
                 bus.subscribe(TrainBatchEnd, lambda event: fired.append(event.step), once=True)
                 once_made += 1
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:
             errors.append(error)
 
     threads = [
@@ -163,3 +173,28 @@ def test_changes_from_two_threads_and_once_subscriptions_removing_themselves() -
         ("hook", ["Counter", "on_train_batch_end"])
     ]
     assert counter.batches == 20 * epochs + 1
+
+
+def test_nested_change_blocks_on_two_threads_leave_the_emitter_up_to_date() -> None:
+    bus = Bus()
+    emitter = Emitter(bus)
+    errors: list[BaseException] = []
+
+    def batches_of_changes() -> None:
+        try:
+            for _ in range(3_000):
+                with bus.changes():
+                    bus.subscribe(EpochEnd, lambda event: None).remove()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [run_in_thread(batches_of_changes) for _ in range(3)]
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    heard: list[int] = []
+    bus.subscribe(EpochEnd, lambda event: heard.append(event.epoch))  # after every change
+    with emitter.training(epochs=1) as epochs:
+        for _ in epochs:
+            pass
+    assert heard == [0]
