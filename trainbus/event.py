@@ -81,9 +81,13 @@ class EventMeta(type):
         if "__new__" not in namespace:
             namespace["__new__"] = _make_new(name, fields)
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
-        declares_call = "hook_fields" in namespace or "hook_logs_by_keyword" in namespace
-        if declares_call and "call_hook" not in namespace:
-            cls.call_hook = classmethod(_make_call_hook(cls, fields))  # type: ignore[attr-defined]
+        unknown = [f for f in getattr(cls, "hook_fields", ()) if f not in fields or f == "logs"]
+        if unknown:
+            raise TypeError(
+                f"{name}.hook_fields names {', '.join(map(repr, unknown))}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not among its fields "
+                f"({', '.join(f for f in fields if f != 'logs')}); logs is always passed"
+            )
         return cls
 
 
@@ -98,35 +102,6 @@ def _make_new(class_name: str, fields: dict[str, Any]) -> Any:
     new = scope["__new__"]
     new.__qualname__ = f"{class_name}.__new__"
     return new
-
-
-def _make_call_hook(cls: Any, fields: dict[str, Any]) -> Any:
-    """``call_hook`` for ``cls``, from its ``hook_fields`` and ``hook_logs_by_keyword``.
-
-    Generated so that it costs what a hand-written one would (``hook(event[4],
-    logs=logs)``: one tuple index per field): it runs once per hook per event.
-    """
-    hook_fields = tuple(cls.hook_fields)
-    unknown = [f for f in hook_fields if f not in fields or f == "logs"]
-    if unknown:
-        raise TypeError(
-            f"{cls.__name__}.hook_fields names {', '.join(map(repr, unknown))}, which "
-            f"{'is' if len(unknown) == 1 else 'are'} not among its fields "
-            f"({', '.join(f for f in fields if f != 'logs')}); logs is always passed"
-        )
-    order = list(fields)
-    arguments = [f"event[{order.index(f)}]" for f in hook_fields]
-    arguments.append("logs=logs" if cls.hook_logs_by_keyword else "logs")
-    source = f"def call_hook(cls, hook, event, logs):\n    hook({', '.join(arguments)})\n"
-    scope: dict[str, Any] = {}
-    exec(source, scope)  # noqa: S102 - generated from field positions only
-    call_hook = scope["call_hook"]
-    call_hook.__qualname__ = f"{cls.__qualname__}.call_hook"
-    call_hook.__module__ = cls.__module__
-    call_hook.__doc__ = (
-        f"Call a Keras-style hook for this event as Keras does: ``hook{cls.hook_signature()}``."
-    )
-    return call_hook
 
 
 class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
@@ -153,7 +128,8 @@ class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
 
     ``hook_fields`` and ``hook_logs_by_keyword`` are all a class declares about
     how its hook is called: :meth:`call_hook`, :meth:`hook_parameters` and
-    :meth:`hook_signature` follow from them.
+    :meth:`hook_signature` follow from them (a ``hook_fields`` entry that is not
+    a field is refused when the class is defined).
 
     Example:
         >>> class CheckpointSaved(Event):
@@ -177,13 +153,17 @@ class Event(tuple, metaclass=EventMeta):  # type: ignore[type-arg]
 
     @classmethod
     def call_hook(cls, hook: Callable[..., Any], event: Event, logs: dict[str, Any]) -> None:
-        """Call a Keras-style hook method for ``event``: ``hook(logs)`` here.
+        """Call a Keras-style hook for ``event`` as Keras does: ``hook{hook_signature()}``.
 
-        A subclass that declares ``hook_fields`` or ``hook_logs_by_keyword``
-        gets a ``call_hook`` built from them (``hook(event.batch, logs=logs)``
-        for batch events), as fast as a hand-written one.
+        The hook gets the event's ``hook_fields`` in order, then ``logs``, by
+        keyword if ``hook_logs_by_keyword`` (``hook(event.batch, logs=logs)`` for
+        batch events).
         """
-        hook(logs)
+        arguments = [getattr(event, field) for field in cls.hook_fields]
+        if cls.hook_logs_by_keyword:
+            hook(*arguments, logs=logs)
+        else:
+            hook(*arguments, logs)
 
     @classmethod
     def hook_parameters(cls) -> tuple[tuple[str, ...], tuple[str, ...]]:
