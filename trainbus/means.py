@@ -32,7 +32,7 @@ from typing import Any
 
 from trainbus.logs import raw_items
 
-FOLD_EVERY = 256
+FOLD_EVERY = 512
 """Batches kept as they are before :class:`RunningMeans` folds them into its sums."""
 
 Reducer = Callable[[Sequence[Any], "Sequence[float] | None"], Any]
@@ -47,7 +47,8 @@ def register_reducer(kind: type, total: Reducer) -> None:
 
     ``total`` returns the sum of ``values`` (each times its entry in ``weights``
     when that is not ``None``), ideally as one device operation that does not
-    wait for the device, and raises ``TypeError`` for values it cannot add up.
+    wait for the device, and raises ``TypeError`` for values it cannot add up,
+    ``None`` among them (a block that adds up is taken to hold no ``None``).
     The type of a block's last value chooses the reducer; the default is
     :func:`plain_sum`. Adapters register one for their tensor type.
 
@@ -101,15 +102,34 @@ class _KeyTotal:
         self.last: Any = None
         self.total: Any = None  # the running sum, once count > 1
         self.weight: float = 0  # what the sum is divided by
-        self.kinds: set[type] = set()  # for the error message
+        self.kinds: set[type] = set()  # for the error message: the types of careful blocks
         self.error: TypeError | None = None  # values that could not be added up
 
     def add(self, key: str, values: list[Any], weights: list[float] | None) -> None:
-        """Add a block of ``key``'s values (no ``None`` among them)."""
+        """Add a block of ``key``'s values; a ``None`` among them counts as not logged."""
+        if values and getattr(values[-1], "requires_grad", False) is True:
+            _warn_graph_kept(key)
+        if self.count != 1 and len(values) > 1 and self.error is None:
+            # The usual block: values that add up. Adding a None raises TypeError, so a
+            # block that adds up holds none, and need not be searched for one.
+            try:
+                block = _reducers.get(type(values[-1]), plain_sum)(values, weights)
+            except TypeError:
+                pass
+            else:
+                self._add_sum(values, weights, block)
+                return
+        self._add_carefully(values, weights)
+
+    def _add_carefully(self, values: list[Any], weights: list[float] | None) -> None:
+        """Add a block that may hold ``None``, a single value, or values that do not add up."""
+        if _NONE in map(type, values):
+            kept = [index for index, value in enumerate(values) if value is not None]
+            values = [values[index] for index in kept]
+            if weights is not None:
+                weights = [weights[index] for index in kept]
         if not values:
             return
-        if getattr(values[-1], "requires_grad", False) is True:
-            _warn_graph_kept(key)
         if self.count + len(values) == 1:
             self.count, self.first, self.last = 1, values[0], values[0]
             self.first_weight = 1.0 if weights is None else weights[0]
@@ -120,16 +140,21 @@ class _KeyTotal:
                 weights = [self.first_weight, *weights]
             self.first = None
             self.count = 0
+        self.kinds.update(map(type, values))
+        if self.error is None:
+            try:
+                block = _reducers.get(type(values[-1]), plain_sum)(values, weights)
+            except TypeError as error:  # decided by result(): a string last wins, else it raises
+                self.error = error
+            else:
+                self._add_sum(values, weights, block)
+                return
         self.count += len(values)
         self.last = values[-1]
-        self.kinds.update(map(type, values))
-        if self.error is not None:
-            return
-        try:
-            block = _reducers.get(type(self.last), plain_sum)(values, weights)
-        except TypeError as error:  # decided by result(): a string last wins, else it raises
-            self.error = error
-            return
+
+    def _add_sum(self, values: list[Any], weights: list[float] | None, block: Any) -> None:
+        self.count += len(values)
+        self.last = values[-1]
         if getattr(block, "requires_grad", False) is True:  # a tensor's sum, graph and all
             block = block.detach()
         self.total = block if self.total is None else self.total + block
@@ -227,14 +252,14 @@ class RunningMeans:
 def _columns(
     batches: list[Mapping[str, Any]], weights: list[float] | None
 ) -> dict[str, tuple[list[Any], list[float] | None]]:
-    """Each key's values (``None`` dropped) and their batches' weights, keys in first-seen order."""
+    """Each key's values and their batches' weights, keys in first-seen order."""
     keys = dict.fromkeys(batches[0])
     if set().union(*batches) == keys.keys():
         # Usually every batch logs the same keys: then each column is gathered in C, and
         # dict.__getitem__ reads a Logs' values as stored, without converting them.
         try:
             return {
-                key: _without_none(list(map(dict.__getitem__, batches, repeat(key))), weights)  # type: ignore[arg-type]
+                key: (list(map(dict.__getitem__, batches, repeat(key))), weights)  # type: ignore[arg-type]
                 for key in keys
             }
         except (KeyError, TypeError):  # a batch lacks a key, or is a Mapping but not a dict
@@ -243,22 +268,11 @@ def _columns(
     columns = {}
     for key in dict.fromkeys(key for raw in raws for key in raw):
         present = [index for index, raw in enumerate(raws) if key in raw]
-        columns[key] = _without_none(
+        columns[key] = (
             [raws[index][key] for index in present],
             None if weights is None else [weights[index] for index in present],
         )
     return columns
-
-
-def _without_none(
-    values: list[Any], weights: list[float] | None
-) -> tuple[list[Any], list[float] | None]:
-    if _NONE not in map(type, values):
-        return values, weights
-    kept = [index for index, value in enumerate(values) if value is not None]
-    return [values[index] for index in kept], (
-        None if weights is None else [weights[index] for index in kept]
-    )
 
 
 def means(

@@ -147,9 +147,11 @@ class KerasHooks(EmitterState):
     # 5. Batch logs only the call holds are kept for the means without a copy (the
     #    refcount test of batch_logs.py, ~0.25 us a batch).
     #    tests/test_emitter_leaving.py (test_a_loop_that_reuses_*_dict_*).
-    # 6. Kept logs are appended to the running means' own list, folded every
-    #    means.FOLD_EVERY batches: no method call per batch. tests/test_epoch_memory.py
-    #    (the same means folded every few batches as never folded).
+    # 6. Kept logs are appended to the running means' own list, with no method call, and
+    #    folded when the batch index reaches self._fold_at: as indices increase within an
+    #    epoch, at most means.FOLD_EVERY batches are kept, and the index is a local (no
+    #    len() per batch). tests/test_epoch_memory.py (the same means folded every few
+    #    batches as never folded; never more than a fold of batches kept).
     # 7. Inside a steps_per_execution chunk the begin hook's route is QUIET and the end
     #    hook compares the index with the precomputed end of the chunk (self._chunk_end).
     #    test_emitter_fast_paths.py (test_chunks_*) and tests/test_emitter_properties.py.
@@ -227,12 +229,12 @@ class KerasHooks(EmitterState):
             # dict): nobody can change it later. Any other is copied (see batch_logs).
             if type(logs) is not dict or getrefcount(logs) > TEMPORARY_REFCOUNT:
                 logs = copied(logs)
-            kept = self._train_kept
-            kept.append(logs)
+            self._train_kept.append(logs)
             if samples is not None:
                 self._train_weights.append(samples)
-            if len(kept) >= means.FOLD_EVERY:
+            if batch >= self._fold_at:  # indices increase: at most FOLD_EVERY kept batches
                 self._train_means.fold()
+                self._fold_at = batch + means.FOLD_EVERY
         route, plan = self._tbe
         if not route:  # QUIET: nobody listens (and no chunks)
             self.step += batch - self._batch + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from trainbus import means
 from trainbus.bus import Bus, Plan
 from trainbus.emitter import delivery
 from trainbus.emitter.lifecycle import (
@@ -52,6 +53,7 @@ class EmitterState:
         "_chunked",
         "_extra_logs",
         "_extra_logs_outer",
+        "_fold_at",
         "_last",
         "_means",
         "_open_iterator",
@@ -116,9 +118,7 @@ class EmitterState:
         self._chunk_logs: Any = None  # the open chunk's latest batch logs
         # The current run's batch logs, folded into means (a validation run has its own),
         # and the training epoch's, with its lists the training-batch hook appends to.
-        self._means = self._train_means = RunningMeans()
-        self._train_kept = self._train_means.batches
-        self._train_weights = self._train_means.weights
+        self._new_epoch_means()
         self._val_logs: dict[str, Any] = {}
         self._extra_logs: dict[str, Any] = {}  # logged outside any batch
         self._extra_logs_outer: dict[str, Any] = {}  # the epoch's, during a test run
@@ -254,9 +254,11 @@ class EmitterState:
         self._extra_logs = self._extra_logs_outer
 
     def _new_epoch_means(self) -> None:
+        """Fresh running means for a training epoch, and the lists its batch hook appends to."""
         self._means = self._train_means = RunningMeans()
         self._train_kept = self._train_means.batches
         self._train_weights = self._train_means.weights
+        self._fold_at = means.FOLD_EVERY - 1  # the batch index at which to fold next
 
     def _reset(self) -> None:
         """Back to idle, forgetting any open run, batch or chunk and sending nothing."""
