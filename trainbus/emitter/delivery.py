@@ -24,15 +24,34 @@ from trainbus.logs import Logs, copy_logs
 PLAN_EVENTS: tuple[type[Event], ...] = (*LIFECYCLE_EVENTS, Aborted)
 """The events an emitter sends, each with its compiled plan."""
 
-# What a training-batch hook has left to do after its order check: nothing (nobody
-# listens, or inside a steps_per_execution chunk); deliver inline to a typed-only plan of
-# one receiver (called without a loop) or of several; deliver inline to a hooks-only plan
-# of one hook or of several taking ``logs`` by position (Plan.logs_by_position), or of any
-# hooks, passing ``logs=``; deliver a mixed plan through send_batch; or handle a chunk.
-# Typed routes sort before hook routes, so ``route <= TYPED_MANY`` means typed only.
-QUIET, TYPED_ONE, TYPED_MANY, HOOKS_ONE, HOOKS_BY_POSITION, HOOKS_BY_KEYWORD, MIXED_ROUTE, CHUNK = (
-    range(8)
+# What a training-batch hook has left to do after its order check, when it has anything
+# to do at all (a route of None: nobody listens, or inside a steps_per_execution chunk):
+# deliver inline to a typed-only plan of one receiver (called without a loop) or of
+# several; deliver inline to a hooks-only plan of one hook or of several taking ``logs`` by
+# position (Plan.logs_by_position), or of any hooks, passing ``logs=``; deliver a mixed plan
+# through send_batch; or handle a chunk. Typed kinds sort before hook kinds, so
+# ``kind <= TYPED_MANY`` means typed only.
+TYPED_ONE, TYPED_MANY, HOOKS_ONE, HOOKS_BY_POSITION, HOOKS_BY_KEYWORD, MIXED_ROUTE, CHUNK = range(
+    1, 8
 )
+
+
+class Route:
+    """A training-batch hook's route: what kind of delivery, from which plan.
+
+    One object, replaced whole when the plans change (from any thread), so a
+    hook never reads one plan's kind with another's receivers.
+    """
+
+    __slots__ = ("kind", "plan")
+
+    def __init__(self, kind: int, plan: Plan | None) -> None:
+        self.kind = kind
+        self.plan: Plan = plan  # type: ignore[assignment]  # None only for CHUNK_ROUTE
+
+
+CHUNK_ROUTE = Route(CHUNK, None)
+"""The route of a chunked emitter's training-batch hooks while no chunk is open."""
 
 new_event = tuple.__new__
 """Builds a batch event from its field values, in ``BatchEvent`` field order."""
@@ -41,18 +60,18 @@ if BatchEvent.fields() != ("step", "logs", "epoch", "batch", "size"):  # what ne
     raise AssertionError(f"BatchEvent fields changed: {BatchEvent.fields()}")
 
 
-def route(plan: Plan | None) -> int:
-    """The route a training-batch hook takes for ``plan`` (outside a chunk)."""
+def route(plan: Plan | None) -> Route | None:
+    """The route a training-batch hook takes for ``plan`` (outside a chunk); None: nothing."""
     if plan is None:
-        return QUIET
+        return None
     if plan.mode == MIXED:
-        return MIXED_ROUTE
+        return Route(MIXED_ROUTE, plan)
     single = len(plan.calls) == 1
     if plan.mode == TYPED:
-        return TYPED_ONE if single else TYPED_MANY
+        return Route(TYPED_ONE if single else TYPED_MANY, plan)
     if plan.logs_by_position:
-        return HOOKS_ONE if single else HOOKS_BY_POSITION
-    return HOOKS_BY_KEYWORD
+        return Route(HOOKS_ONE if single else HOOKS_BY_POSITION, plan)
+    return Route(HOOKS_BY_KEYWORD, plan)
 
 
 def send_batch(

@@ -18,10 +18,10 @@ from trainbus.bus import Plan
 from trainbus.emitter.batch_logs import TEMPORARY_REFCOUNT, checked_samples, copied, getrefcount
 from trainbus.emitter.delivery import (
     CHUNK,
+    CHUNK_ROUTE,
     HOOKS_BY_KEYWORD,
     HOOKS_BY_POSITION,
     HOOKS_ONE,
-    QUIET,
     TYPED_MANY,
     TYPED_ONE,
     blame,
@@ -133,10 +133,11 @@ class KerasHooks(EmitterState):
     # (removing them cost 14-33% per batch at one receiver, docs/performance.md). Each is
     # proved equivalent to the plain path by the test named with it:
     #
-    # 1. Routes precomputed per plan (self._tbb/_tbe = (route, plan), delivery.route): no
-    #    look at the plan's mode per batch; one tuple, replaced whole when the plans change
-    #    from another thread. tests/test_emitter_fast_paths.py (every route delivers the
-    #    same events, counters, logs and error notes) and tests/test_emitter_threads.py.
+    # 1. Routes precomputed per plan (self._tbb/_tbe: a delivery.Route, or None when there
+    #    is nothing to do): no look at the plan's mode per batch; one object, replaced whole
+    #    when the plans change from another thread. tests/test_emitter_fast_paths.py (every
+    #    route delivers the same events, counters, logs and error notes) and
+    #    tests/test_emitter_threads.py.
     # 2. Typed-only and hooks-only plans are delivered inline, not through send_batch: a
     #    Python call saved per event (~60 ns). test_emitter_fast_paths.py, same tests.
     # 3. A plan of one receiver is called without a loop (TYPED_ONE, HOOKS_ONE, ~20 ns).
@@ -152,7 +153,7 @@ class KerasHooks(EmitterState):
     #    epoch, at most means.FOLD_EVERY batches are kept, and the index is a local (no
     #    len() per batch). tests/test_epoch_memory.py (the same means folded every few
     #    batches as never folded; never more than a fold of batches kept).
-    # 7. Inside a steps_per_execution chunk the begin hook's route is QUIET and the end
+    # 7. Inside a steps_per_execution chunk the begin hook's route is None and the end
     #    hook compares the index with the precomputed end of the chunk (self._chunk_end).
     #    test_emitter_fast_paths.py (test_chunks_*) and tests/test_emitter_properties.py.
     # 8. Events are built with tuple.__new__ from their field values (delivery.new_event),
@@ -164,11 +165,13 @@ class KerasHooks(EmitterState):
             self._bad_batch_begin(EPOCH, "train", batch)
         self._state = TRAIN_BATCH
         self._batch = batch
-        route, plan = self._tbb
-        if not route:  # QUIET: nobody listens, or inside a chunk
+        route = self._tbb
+        if route is None:  # nobody listens, or inside a chunk
             return
+        kind = route.kind
+        plan = route.plan
         call: Any = None
-        if route <= TYPED_MANY:  # typed subscribers only
+        if kind <= TYPED_MANY:  # typed subscribers only
             event = new_event(
                 TrainBatchBegin,
                 (
@@ -180,7 +183,7 @@ class KerasHooks(EmitterState):
                 ),
             )
             try:
-                if route == TYPED_ONE:
+                if kind == TYPED_ONE:
                     call = plan.calls[0]
                     call(event)
                 else:
@@ -189,13 +192,13 @@ class KerasHooks(EmitterState):
             except Exception as error:
                 blame(plan, error, call, TrainBatchBegin, self.epoch, batch)
                 raise
-        elif route <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
+        elif kind <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
             hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
             try:
-                if route == HOOKS_ONE:
+                if kind == HOOKS_ONE:
                     call = plan.calls[0]
                     call(batch, hook_logs)
-                elif route == HOOKS_BY_POSITION:
+                elif kind == HOOKS_BY_POSITION:
                     for call in plan.calls:
                         call(batch, hook_logs)
                 else:
@@ -204,7 +207,7 @@ class KerasHooks(EmitterState):
             except Exception as error:
                 blame(plan, error, call, TrainBatchBegin, self.epoch, batch)
                 raise
-        elif route == CHUNK:
+        elif kind == CHUNK:
             self._open_train_chunk(batch, logs)
         else:
             send_batch(plan, TrainBatchBegin, self.step, self.epoch, batch, 1, logs)
@@ -235,11 +238,12 @@ class KerasHooks(EmitterState):
             if batch >= self._fold_at:  # indices increase: at most FOLD_EVERY kept batches
                 self._train_means.fold()
                 self._fold_at = batch + means.FOLD_EVERY
-        route, plan = self._tbe
-        if not route:  # QUIET: nobody listens (and no chunks)
+        route = self._tbe
+        if route is None:  # nobody listens (and no chunks)
             self.step += batch - self._batch + 1
             return
-        if route == CHUNK:
+        kind = route.kind
+        if kind == CHUNK:
             if batch < self._chunk_end:  # inside the chunk: no event, no step yet
                 self._chunk_logs = logs  # the kept dict: the loop's may change
             else:
@@ -247,8 +251,9 @@ class KerasHooks(EmitterState):
             return
         size = batch - self._batch + 1
         self.step = step = self.step + size
+        plan = route.plan
         call: Any = None
-        if route <= TYPED_MANY:  # typed subscribers only
+        if kind <= TYPED_MANY:  # typed subscribers only
             event = new_event(
                 TrainBatchEnd,
                 (
@@ -260,7 +265,7 @@ class KerasHooks(EmitterState):
                 ),
             )
             try:
-                if route == TYPED_ONE:
+                if kind == TYPED_ONE:
                     call = plan.calls[0]
                     call(event)
                 else:
@@ -269,13 +274,13 @@ class KerasHooks(EmitterState):
             except Exception as error:
                 blame(plan, error, call, TrainBatchEnd, self.epoch, batch)
                 raise
-        elif route <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
+        elif kind <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
             hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
             try:
-                if route == HOOKS_ONE:
+                if kind == HOOKS_ONE:
                     call = plan.calls[0]
                     call(batch, hook_logs)
-                elif route == HOOKS_BY_POSITION:
+                elif kind == HOOKS_BY_POSITION:
                     for call in plan.calls:
                         call(batch, hook_logs)
                 else:
@@ -289,7 +294,7 @@ class KerasHooks(EmitterState):
 
     def _open_train_chunk(self, batch: int, logs: Mapping[str, Any] | None) -> None:
         """Open a ``steps_per_execution`` chunk at ``batch`` and send its begin event."""
-        self._tbb = (QUIET, None)  # no more begin work until the chunk closes
+        self._tbb = None  # no more begin work until the chunk closes
         if self._chunk_first is not None:  # already open (plans changed mid-chunk)
             return
         self._chunk_first = batch
@@ -313,7 +318,7 @@ class KerasHooks(EmitterState):
             return
         first: int = self._chunk_first  # type: ignore[assignment]
         self._chunk_first = None
-        self._tbb = (CHUNK, None)
+        self._tbb = CHUNK_ROUTE
         size = batch - first + 1
         self.step += size
         plan = self._plans[TrainBatchEnd]
@@ -508,7 +513,7 @@ class KerasHooks(EmitterState):
         self._chunk_first = None
         size = self._last - first + 1
         if cls is TrainBatchEnd:
-            self._tbb = (CHUNK, None)
+            self._tbb = CHUNK_ROUTE
             self.step += size
         plan: Plan | None = self._plans[cls]
         if plan is not None:

@@ -134,10 +134,10 @@ class EmitterState:
         # or the length of the data ("data"); None when the user set it (or nobody did).
         self._steps_source: str | None = None
         self._plans: dict[type[Event], Plan | None] = {}
-        # The training-batch hooks' (route, plan): see keras_hooks.py. Chunked, the route
-        # is CHUNK whatever the plans (QUIET for the begin hook while a chunk is open).
-        self._tbb: tuple[int, Any] = (delivery.CHUNK if self._chunked else delivery.QUIET, None)
-        self._tbe: tuple[int, Any] = self._tbb
+        # The training-batch hooks' routes (see keras_hooks.py); None: nothing to do. Chunked,
+        # CHUNK_ROUTE whatever the plans (None for the begin hook while a chunk is open).
+        self._tbb: delivery.Route | None = delivery.CHUNK_ROUTE if self._chunked else None
+        self._tbe: delivery.Route | None = self._tbb
         self.bus.watch(self)
         self._plans_changed()
 
@@ -147,21 +147,21 @@ class EmitterState:
         """Recompile the plans; the bus calls it when a subscription changes, from any thread.
 
         Each attribute is replaced whole, so a hook running on the emitter's thread
-        reads either the old plans or the new ones, never a mix of one's route and
-        another's plan.
+        reads either the old plans or the new ones, never a mix of one's route kind
+        and another's plan.
         """
         plan = self.bus.plan
         plans = {event: plan(event, self) for event in delivery.PLAN_EVENTS}
         self._plans = plans
         if not self._chunked:  # chunked: the routes do not depend on the plans
             begin, end = plans[TrainBatchBegin], plans[TrainBatchEnd]
-            self._tbb = (delivery.route(begin), begin)
-            self._tbe = (delivery.route(end), end)
+            self._tbb = delivery.route(begin)
+            self._tbe = delivery.route(end)
 
     def _close_chunk_routes(self) -> None:
         """Chunked, the training-batch routes with no chunk open (the emitter's own thread)."""
         if self._chunked:
-            self._tbb = self._tbe = (delivery.CHUNK, None)
+            self._tbb = self._tbe = delivery.CHUNK_ROUTE
 
     # -- model, parameters, state -------------------------------------------------------
 
