@@ -129,9 +129,9 @@ class KerasHooks(EmitterState):
 
     # -- the two training-batch hooks: the hot path -----------------------------------------
     #
-    # They run for every batch of every epoch, so they take shortcuts that measurably pay
-    # (removing them cost 14-33% per batch at one receiver, docs/performance.md). Each is
-    # proved equivalent to the plain path by the test named with it:
+    # They run for every batch of every epoch, so they take shortcuts that pay on the
+    # no-op dispatch benchmark (benchmarks/dispatch.py). Each is proved equivalent to the
+    # plain path by the tests named with it:
     #
     # 1. Routes precomputed per plan (self._tbb/_tbe: a delivery.Route, or None when there
     #    is nothing to do): no look at the plan's mode per batch; one object, replaced whole
@@ -143,21 +143,23 @@ class KerasHooks(EmitterState):
     # 3. A plan of one receiver is called without a loop (TYPED_ONE, HOOKS_ONE, ~20 ns).
     #    test_emitter_fast_paths.py, same tests.
     # 4. Keras-style hooks get ``logs`` by position when that binds exactly as ``logs=``
-    #    (Plan.logs_by_position, ~30 ns a call in CPython 3.11). tests/test_bus.py
-    #    (test_hooks_taking_logs_by_position_*) and test_emitter_fast_paths.py.
+    #    (Plan.logs_by_position, ~30 ns a call in CPython 3.11). test_emitter_fast_paths.py
+    #    (test_batch_hooks_get_logs_as_the_keyword_whatever_their_signature,
+    #    test_a_hook_whose_logs_is_positional_only_fails_as_under_keras).
     # 5. Batch logs only the call holds are kept for the means without a copy (the
-    #    refcount test of batch_logs.py, ~0.25 us a batch).
-    #    tests/test_emitter_leaving.py (test_a_loop_that_reuses_*_dict_*).
+    #    refcount test of batch_logs.py, ~0.25 us a batch). tests/test_emitter_leaving.py
+    #    (test_epoch_means_survive_a_loop_that_reuses_or_changes_its_logs_dicts).
     # 6. Kept logs are appended to the running means' own list, with no method call, and
     #    folded when the batch index reaches self._fold_at: as indices increase within an
-    #    epoch, at most means.FOLD_EVERY batches are kept, and the index is a local (no
-    #    len() per batch). tests/test_epoch_memory.py (the same means folded every few
-    #    batches as never folded; never more than a fold of batches kept).
+    #    epoch, at most means.FOLD_EVERY batches are kept, and no len() runs per batch.
+    #    tests/test_epoch_memory.py (the means folded every few batches equal the means
+    #    never folded; never more than a fold of batches kept).
     # 7. Inside a steps_per_execution chunk the begin hook's route is None and the end
     #    hook compares the index with the precomputed end of the chunk (self._chunk_end).
-    #    test_emitter_fast_paths.py (test_chunks_*) and tests/test_emitter_properties.py.
+    #    test_emitter_fast_paths.py (test_every_route_sends_the_events_the_chunk_rules_predict,
+    #    test_subscribing_and_leaving_in_the_middle_of_a_chunk), test_emitter_properties.py.
     # 8. Events are built with tuple.__new__ from their field values (delivery.new_event),
-    #    skipping the keyword constructor (~0.3 us). tests/test_events.py.
+    #    skipping the keyword constructor (~0.3 us): the same tests compare every field.
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A training batch starts (events go out once per chunk)."""
