@@ -186,8 +186,8 @@ class RunningMeans:
 
     Attributes:
         batches: The batches kept since the last fold. The emitter's training
-            hook appends to it directly and calls :meth:`fold` when it holds
-            :data:`FOLD_EVERY` (see ``trainbus/emitter/keras_hooks.py``).
+            hook appends to it directly and calls :meth:`fold` itself, at most
+            :data:`FOLD_EVERY` batches apart (see ``trainbus/emitter/keras_hooks.py``).
         weights: Their sample counts, for the batches that gave one.
 
     Example:
