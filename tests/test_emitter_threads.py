@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ import pytest
 from trainbus import Bus, Callback, Emitter, EpochEnd, Event, TrainBatchBegin, TrainBatchEnd
 
 CHANGES = 10_000
+UNTIL_DONE = 10**9  # epochs: training goes on until the changing threads are done
+SECONDS = 120  # a run that is not done by then fails instead of hanging
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +91,13 @@ def test_ten_thousand_changes_from_another_thread_while_training(steps_per_execu
     made: list[int] = []
     changer = run_in_thread(lambda: made.append(churn(bus, stop, errors, CHANGES)))
     epochs = 0
-    with emitter.training(epochs=10_000) as epoch_indices:
+    deadline = time.monotonic() + SECONDS
+    with emitter.training(epochs=UNTIL_DONE) as epoch_indices:
         for _ in epoch_indices:
             epochs += 1
             for _ in emitter.batches(range(40)):
                 emitter.log(loss=1.0)
-            if not changer.is_alive():
+            if not changer.is_alive() or time.monotonic() > deadline:
                 break
     stop.set()
     changer.join(timeout=60)
@@ -152,12 +156,13 @@ def test_changes_from_two_threads_and_once_subscriptions_removing_themselves() -
         run_in_thread(subscribe_once),
     ]
     epochs = 0
-    with emitter.training(epochs=100_000) as epoch_indices:
+    deadline = time.monotonic() + SECONDS
+    with emitter.training(epochs=UNTIL_DONE) as epoch_indices:
         for _ in epoch_indices:
             epochs += 1
             for _ in emitter.batches(range(20)):
                 emitter.log(loss=1.0)
-            if not any(thread.is_alive() for thread in threads):
+            if not any(thread.is_alive() for thread in threads) or time.monotonic() > deadline:
                 break
     stop.set()
     for thread in threads:
