@@ -40,6 +40,7 @@ from trainbus.events import HOOKED_EVENTS
 from trainbus.filters import build_filters
 from trainbus.hooks import flatten_callbacks, overridden_hooks
 from trainbus.logs import Logs, copy_logs
+from trainbus.ranks import Ranks, RanksSpec
 from trainbus.subscription import (
     OnError,
     SubscriberKind,
@@ -213,6 +214,7 @@ class Bus:
         on_error: OnError = "raise",
         weak: bool = False,
         name: str | None = None,
+        ranks: RanksSpec = "all",
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`subscribe`; returns the function unchanged.
 
@@ -235,6 +237,7 @@ class Bus:
                 on_error=on_error,
                 weak=weak,
                 name=name,
+                ranks=ranks,
             )
             return fn
 
@@ -253,6 +256,7 @@ class Bus:
         on_error: OnError = "raise",
         weak: bool = False,
         name: str | None = None,
+        ranks: RanksSpec = "all",
     ) -> Subscription:
         """Call ``fn(event)`` for every ``event`` (or subclass) sent on this bus.
 
@@ -272,6 +276,8 @@ class Bus:
                 ``trainbus`` logger and goes on.
             weak: Hold ``fn`` by weak reference (dropped when collected).
             name: Shown in errors and listings; defaults to ``fn``'s qualname.
+            ranks: In a distributed run, the ranks it is delivered on: ``"all"``,
+                ``"primary"`` or a set of rank numbers (see :mod:`trainbus.ranks`).
 
         Returns:
             The :class:`Subscription`; ``remove()`` it to unsubscribe.
@@ -279,7 +285,9 @@ class Bus:
         if not callable(fn):
             raise TypeError(f"subscriber for {event!r} must be callable, got {fn!r}")
         filters = build_filters(every, once, when)
-        return self._add(event, fn, "typed", name, priority, sender, filters, on_error, weak)
+        return self._add(
+            event, fn, "typed", name, priority, sender, filters, on_error, weak, Ranks.parse(ranks)
+        )
 
     def subscribe_hook(
         self,
@@ -290,6 +298,7 @@ class Bus:
         priority: int = 0,
         on_error: OnError = "raise",
         name: str | None = None,
+        ranks: RanksSpec = "all",
     ) -> Subscription:
         """Subscribe a Keras-style hook method, called with Keras's arguments.
 
@@ -299,7 +308,9 @@ class Bus:
         """
         if event.hook is None:
             raise TypeError(f"{event.__name__} has no Keras hook to subscribe a method to")
-        return self._add(event, method, "hook", name, priority, sender, (), on_error, False)
+        return self._add(
+            event, method, "hook", name, priority, sender, (), on_error, False, Ranks.parse(ranks)
+        )
 
     def _add(
         self,
@@ -312,6 +323,7 @@ class Bus:
         filters: tuple[Any, ...],
         on_error: OnError,
         weak: bool,
+        ranks: Ranks | None,
     ) -> Subscription:
         with self._lock:
             sig = self.signal(event)
@@ -327,6 +339,7 @@ class Bus:
                 on_error=on_error,
                 weak=weak,
                 seq=next(self._seq),
+                ranks=ranks,
             )
             sig.connect(subscription, sender=blinker.ANY if sender is None else sender, weak=False)
             return subscription
@@ -356,6 +369,7 @@ class Bus:
         sender: object | None = None,
         priority: int = 0,
         on_error: OnError = "raise",
+        ranks: RanksSpec = "all",
     ) -> Attachment:
         """Subscribe Keras-style callback objects, in list order.
 
@@ -372,6 +386,8 @@ class Bus:
             sender: Only events from this emitter.
             priority: Priority of every hook (list order breaks ties).
             on_error: ``"raise"`` or ``"log"``, as for typed subscribers.
+            ranks: In a distributed run, the ranks whose emitters call them:
+                ``"all"``, ``"primary"`` or a set of rank numbers.
 
         Returns:
             The :class:`~trainbus.Attachment`, which this bus keeps until it is
@@ -408,6 +424,7 @@ class Bus:
                         priority=priority,
                         on_error=on_error,
                         name=_hook_name(callback, method, event),
+                        ranks=ranks,
                     )
                     for callback, hooks in found
                     for event, method in hooks
@@ -478,7 +495,8 @@ class Bus:
                     continue
                 for receiver in sig.receivers_for(sender):
                     if isinstance(receiver, Subscription):
-                        found.append(receiver)
+                        if receiver.ranks is None or receiver.ranks.admits(sender):
+                            found.append(receiver)
                     else:
                         weakly = any(  # connected with blinker's default, weak=True
                             isinstance(raw, weakref.ref) and raw() == receiver

@@ -160,6 +160,21 @@ class _KeyTotal:
         self.total = block if self.total is None else self.total + block
         self.weight += len(values) if weights is None else sum(weights)
 
+    def part(self) -> tuple[Any, float] | None:
+        """The weighted sum and the total weight, if the values add up (else ``None``)."""
+        if self.count == 1:
+            if isinstance(self.first, str):
+                return None
+            if self.first_weight == 1.0:
+                return self.first, 1.0
+            try:
+                return self.first * self.first_weight, self.first_weight
+            except TypeError:
+                return None
+        if self.count == 0 or isinstance(self.last, str) or self.error is not None:
+            return None
+        return self.total, self.weight
+
     def result(self, key: str) -> Any:
         if self.count < 2:
             return self.first
@@ -247,6 +262,27 @@ class RunningMeans:
                 f"batches with logs in {where}: give it for every batch or for none"
             )
         return {key: total.result(key) for key, total in self._totals.items()}
+
+    def totals(self) -> dict[str, tuple[Any, float]]:
+        """Each averaged key's weighted sum and total weight, for means across processes.
+
+        Keys whose result is not a mean (strings, values that do not add up) are
+        left out. The sums are as the reducers left them (tensors on their device).
+
+        Example:
+            >>> running = RunningMeans()
+            >>> running.add({"loss": 1.0, "phase": "warmup"}, 3)
+            >>> running.add({"loss": 4.0, "phase": "main"}, 1)
+            >>> running.totals()
+            {'loss': (7.0, 4.0)}
+        """
+        self.fold()
+        found = {}
+        for key, total in self._totals.items():
+            part = total.part()
+            if part is not None:
+                found[key] = part
+        return found
 
 
 def _columns(

@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 
 from trainbus.event import Event
 from trainbus.filters import EventFilter
+from trainbus.ranks import Ranks
 
 OnError = Literal["raise", "log"]
 """What a failing subscriber does: propagate the exception, or log it and go on."""
@@ -92,6 +93,7 @@ class Subscription:
         filters: The filters an event must pass (``every=``, ``once=``, ``when=``).
         on_error: ``"raise"`` or ``"log"``.
         kind: ``"typed"`` (called with the event) or ``"hook"`` (Keras-style).
+        ranks: The ranks of a distributed run it is delivered on (``None``: all).
     """
 
     __slots__ = (
@@ -106,6 +108,7 @@ class Subscription:
         "name",
         "on_error",
         "priority",
+        "ranks",
         "seq",
     )
 
@@ -123,6 +126,7 @@ class Subscription:
         on_error: OnError,
         weak: bool,
         seq: int,
+        ranks: Ranks | None = None,
     ) -> None:
         if on_error not in ("raise", "log"):
             raise ValueError(f"on_error must be 'raise' or 'log', got {on_error!r}")
@@ -137,6 +141,7 @@ class Subscription:
         self.on_error = on_error
         self.kind = kind
         self.seq = seq
+        self.ranks = ranks
         self._fn: Callable[..., Any] | None = None
         self._ref: weakref.ref[Any] | None = None
         if weak:
@@ -231,6 +236,8 @@ class Subscription:
             extras += f", sender={self.sender!r}"
         if self.on_error != "raise":
             extras += f", on_error={self.on_error!r}"
+        if self.ranks is not None:
+            extras += f", ranks={self.ranks!r}"
         return (
             f"<Subscription {self.name} to {self.event.__name__} "
             f"({self.kind}, priority={self.priority}{extras})>"

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from trainbus import Callback
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.early_stopping import EarlyStopping
-from trainbus.callbacks.state import Stateful, collect_states, restore_states
+from trainbus.state import Stateful, collect_states, restore_states
 from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")

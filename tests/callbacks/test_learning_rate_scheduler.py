@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from trainbus import Callback
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.learning_rate_scheduler import LearningRateScheduler
-from trainbus.callbacks.state import Stateful
+from trainbus.state import Stateful
 from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")

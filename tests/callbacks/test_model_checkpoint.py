@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from trainbus import Bus, Emitter
 from trainbus.callbacks.model_checkpoint import CheckpointPathError, ModelCheckpoint
-from trainbus.callbacks.state import Stateful, collect_states, restore_states
+from trainbus.state import Stateful, collect_states, restore_states
 from trainbus.hooks import overridden_hooks
 from trainbus.numpy_model import NumpyModel
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from trainbus import Callback
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
-from trainbus.callbacks.state import Stateful, collect_states, restore_states
+from trainbus.state import Stateful, collect_states, restore_states
 from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")

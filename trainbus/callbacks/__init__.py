@@ -19,9 +19,9 @@ from trainbus.callbacks.monitor import MonitorCallback, monitor_direction
 from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.callbacks.push_to_remote import PushToRemote, RemotePushError
 from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
-from trainbus.callbacks.state import Stateful, collect_states, restore_states
 from trainbus.callbacks.tensorboard import TensorBoard
 from trainbus.callbacks.terminate_on_nan import TerminateOnNaN
+from trainbus.state import Stateful, collect_states, restore_states
 
 __all__ = [
     "BackupAndRestore",

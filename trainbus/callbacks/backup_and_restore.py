@@ -31,7 +31,7 @@ read or loaded.
 Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
 
 * **Callback states are saved and restored.** The metadata holds
-  :func:`~trainbus.callbacks.state.collect_states` of every attached callback
+  :func:`~trainbus.state.collect_states` of every attached callback
   (``EarlyStopping``'s wait and best, ``ModelCheckpoint``'s best,
   ``ReduceLROnPlateau``'s wait and cooldown, this callback's batch counter),
   so a resumed run behaves like an unbroken one. Keras saves only the weights
@@ -117,10 +117,10 @@ from pydantic import Field, StrictInt, validate_call
 
 from trainbus.callbacks.base import Callback
 from trainbus.callbacks.save_frequency import BatchSaveCounter
-from trainbus.callbacks.state import collect_states, restore_states, stateful_callbacks
 from trainbus.events import EpochEnd
 from trainbus.hooks import skippable
 from trainbus.io import atomic_write
+from trainbus.state import collect_states, restore_states, stateful_callbacks
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between backups."""

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any, TypeVar
 
+from trainbus.emitter import sync
 from trainbus.emitter.keras_hooks import KerasHooks
 from trainbus.emitter.lifecycle import BATCH_STATES, EPOCH, IDLE, TESTING
 from trainbus.errors import EventOrderError
@@ -201,9 +202,28 @@ class Emitter(KerasHooks):
                 raise
             if self._resume(token, between=EPOCH):
                 self.on_train_batch_end(index, self._take_pending(), weight)
-            if self.stop_training:
+            if self._stops_now(index):
                 break
         self._flush_chunk(TrainBatchEnd)
+
+    def _stops_now(self, index: int) -> bool:
+        """Whether the training batches end after batch ``index``.
+
+        Alone, when ``stop_training`` is set, as Keras does. With other ranks, a
+        rank that leaves the epoch early would leave the others waiting in the
+        next collective: the stop takes effect at the epoch's end, for every rank
+        at once, or every ``stop_check_every`` batches if that was asked for.
+        """
+        collective = self._synced()
+        if collective is None:
+            return self.stop_training
+        every = self.stop_check_every
+        if every is None or (index + 1) % every:
+            return False
+        if sync.any_rank_stops(collective, self.stop_training):
+            self.stop_training = True
+            return True
+        return False
 
     def test_batches(
         self,

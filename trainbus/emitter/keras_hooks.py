@@ -15,6 +15,7 @@ from typing import Any
 
 from trainbus import means
 from trainbus.bus import Plan
+from trainbus.emitter import sync
 from trainbus.emitter.batch_logs import TEMPORARY_REFCOUNT, checked_samples, copied, getrefcount
 from trainbus.emitter.delivery import (
     CHUNK,
@@ -44,7 +45,8 @@ from trainbus.emitter.lifecycle import (
     index_before_open,
     index_not_after,
 )
-from trainbus.emitter.state import EmitterState
+from trainbus.emitter.state import EmitterState, call_if_defined
+from trainbus.emitter.sync import Part
 from trainbus.event import EMPTY_LOGS, Event
 from trainbus.events import (
     Aborted,
@@ -104,7 +106,9 @@ class KerasHooks(EmitterState):
         self._run_steps = self.params.get("steps")
         self._new_epoch_means()
         self._val_logs = {}
+        self._val_parts = {}
         self._extra_logs = {}
+        self._epoch_first_step = self.step
         plan = self._plans[EpochBegin]
         if plan is not None:
             plan.send(EpochBegin(step=self.step, logs=copy_logs(logs), epoch=epoch))
@@ -120,12 +124,32 @@ class KerasHooks(EmitterState):
         epoch_logs.update(self._extra_logs)
         if logs:
             epoch_logs.update(raw_items(logs))
+        collective = self._synced()
+        if collective is not None and self.sync_logs:  # S1: the results become global means
+            parts = self._train_means.totals()
+            parts.update(self._val_parts)
+            for key in (*self._extra_logs, *(logs or ())):
+                parts.pop(key, None)  # logged outside a batch: counts once per rank
+            epoch_logs = sync.global_means(
+                collective,
+                epoch_logs,
+                parts,
+                batches=self.step - self._epoch_first_step,
+                same_batches=self.stop_check_every is not None,
+            )
         self.epoch_logs = epoch_logs
         self._new_epoch_means()
         self._state = TRAINING
         plan = self._plans[EpochEnd]
         if plan is not None:
             plan.send(EpochEnd(step=self.step, logs=copy_logs(epoch_logs), epoch=epoch))
+        callbacks = self.bus.callbacks(self)
+        if collective is not None:  # S2: one rank's stop stops all; what must agree does
+            fingerprints = sync.state_fingerprints(self.model, callbacks)
+            if sync.agree_on_stop(collective, self.stop_training, fingerprints):
+                self.stop_training = True
+        for callback in callbacks:
+            call_if_defined(callback, "on_epoch_synced", epoch)
 
     # -- the two training-batch hooks: the hot path -----------------------------------------
     #
@@ -356,14 +380,24 @@ class KerasHooks(EmitterState):
         """
         self._expect(TESTING, "on_test_end()")
         self._flush_chunk(TestBatchEnd)
-        results = self._means.result("the evaluation")
+        run_means = self._means
+        results = run_means.result("the evaluation")
         results.update(self._extra_logs)
         if logs:
             results.update(raw_items(logs))
+        collective = self._synced()
+        parts: dict[str, Part] = {}
+        if collective is not None and self.sync_logs:
+            parts = run_means.totals()
+            for key in (*self._extra_logs, *(logs or ())):
+                parts.pop(key, None)
+            if self._outer == IDLE:  # standalone: the results become global means now
+                results = sync.global_means(collective, results, parts, batches=self._last + 1)
         self.test_logs = results
         self._end_run()
         if self._state == EPOCH:
             self._val_logs = {f"val_{key}": value for key, value in results.items()}
+            self._val_parts = {f"val_{key}": part for key, part in parts.items()}
         plan = self._plans[TestEnd]
         if plan is not None:
             plan.send(TestEnd(step=self.step, logs=copy_logs(results)))

@@ -10,11 +10,12 @@ iterator API (``iteration.py``) build on it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from trainbus import means
 from trainbus.bus import Bus, Plan
-from trainbus.emitter import delivery
+from trainbus.distributed import Collective, check_collective, detect
+from trainbus.emitter import delivery, sync
 from trainbus.emitter.lifecycle import (
     IDLE,
     PREDICT_STATES,
@@ -22,6 +23,7 @@ from trainbus.emitter.lifecycle import (
     describe,
     order_error,
 )
+from trainbus.emitter.sync import Part
 from trainbus.errors import EventOrderError
 from trainbus.event import Event
 from trainbus.events import TrainBatchBegin, TrainBatchEnd
@@ -51,6 +53,9 @@ class EmitterState:
         "_chunk_first",
         "_chunk_logs",
         "_chunked",
+        "_collective",
+        "_collective_spec",
+        "_epoch_first_step",
         "_extra_logs",
         "_extra_logs_outer",
         "_fold_at",
@@ -70,6 +75,7 @@ class EmitterState:
         "_train_means",
         "_train_weights",
         "_val_logs",
+        "_val_parts",
         "bus",
         "epoch",
         "epoch_logs",
@@ -77,6 +83,8 @@ class EmitterState:
         "params",
         "step",
         "steps_per_execution",
+        "stop_check_every",
+        "sync_logs",
         "test_logs",
     )
 
@@ -87,6 +95,9 @@ class EmitterState:
         steps_per_execution: int = 1,
         model: Any = None,
         params: Mapping[str, Any] | None = None,
+        collective: Collective | Literal["auto"] = "auto",
+        stop_check_every: int | None = None,
+        sync_logs: bool = True,
     ) -> None:
         if (
             isinstance(steps_per_execution, bool)
@@ -98,6 +109,18 @@ class EmitterState:
             )
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping such as {{'epochs': 10}}, got {params!r}")
+        if collective != "auto":
+            check_collective(collective)
+        if stop_check_every is not None and (
+            isinstance(stop_check_every, bool)
+            or not isinstance(stop_check_every, int)
+            or stop_check_every < 1
+        ):
+            raise ValueError(
+                f"stop_check_every must be a positive int or None, got {stop_check_every!r}"
+            )
+        if not isinstance(sync_logs, bool):
+            raise TypeError(f"sync_logs must be True or False, got {sync_logs!r}")
         self.bus = bus if bus is not None else default_bus()
         self.steps_per_execution = steps_per_execution
         self._chunked = steps_per_execution > 1
@@ -133,6 +156,13 @@ class EmitterState:
         # Where params["steps"] came from when trainbus set it: training(steps=) ("run")
         # or the length of the data ("data"); None when the user set it (or nobody did).
         self._steps_source: str | None = None
+        # Distributed runs (see sync.py): the collective, resolved at the first begin event.
+        self._collective_spec = collective
+        self._collective: Collective | None = None
+        self.stop_check_every = stop_check_every
+        self.sync_logs = sync_logs
+        self._epoch_first_step = 0
+        self._val_parts: dict[str, Part] = {}  # the epoch's validation results, to sync
         self._plans: dict[type[Event], Plan | None] = {}
         # The training-batch hooks' routes (see keras_hooks.py); None: nothing to do. Chunked,
         # CHUNK_ROUTE whatever the plans (None for the begin hook while a chunk is open).
@@ -169,7 +199,7 @@ class EmitterState:
         """Use ``model`` (a :class:`~trainbus.ModelHandle`) from now on, callbacks included."""
         self.model = model if model is not None else NullModel()
         for callback in self.bus.callbacks(self):
-            _call_if_defined(callback, "set_model", self.model)
+            call_if_defined(callback, "set_model", self.model)
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Update the run parameters callbacks see as ``self.params``."""
@@ -187,6 +217,41 @@ class EmitterState:
         self.model.stop_training = value
 
     @property
+    def collective(self) -> Collective:
+        """The ranks this emitter keeps in step with (:mod:`trainbus.distributed`).
+
+        With ``collective="auto"`` it is detected when first needed (at the first
+        begin event), so the emitter may be built before the process group is.
+        """
+        if self._collective is None:
+            spec = self._collective_spec
+            self._collective = detect() if spec == "auto" else spec
+            if self._collective.world_size > 1:
+                self._plans_changed()  # subscribers for some ranks only drop out here
+        return self._collective
+
+    @property
+    def rank(self) -> int:
+        """This process's rank (0 before the collective is known, and without one)."""
+        return 0 if self._collective is None else self._collective.rank
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks train together (1 before the collective is known, and without one)."""
+        return 1 if self._collective is None else self._collective.world_size
+
+    @property
+    def is_primary(self) -> bool:
+        """Whether this rank writes files (True before the collective is known, and without one)."""
+        collective = self._collective
+        return collective is None or collective.rank == collective.primary
+
+    def _synced(self) -> Collective | None:
+        """The collective if there are other ranks to keep in step with, else ``None``."""
+        collective = self._collective
+        return collective if collective is not None and collective.world_size > 1 else None
+
+    @property
     def state(self) -> str:
         """Where the emitter is in the lifecycle, in words."""
         return describe(self._state, self._batch)
@@ -197,8 +262,11 @@ class EmitterState:
         Before training, a callback that defines ``set_emitter(emitter)`` (a
         trainbus extension, e.g. ``BackupAndRestore``, which restores the step and
         the other callbacks' states) then gets this emitter, before any
-        ``on_train_begin`` hook runs.
+        ``on_train_begin`` hook runs. In a distributed run, the ranks first check
+        that they all attached the same stateful callbacks, and ``params`` gets
+        ``"distributed"``: this rank, the world size and the primary.
         """
+        collective = self.collective  # resolved now, at the first begin event
         # Callbacks attached to any sender are another emitter's while it runs: an
         # evaluation by this one must not take them over (set_model) mid-run.
         busy = not training and any(
@@ -206,12 +274,20 @@ class EmitterState:
             for other in self.bus.watchers()
         )
         callbacks = self.bus.callbacks(self, scoped=busy)
+        if collective.world_size > 1:
+            self.params["distributed"] = {
+                "rank": collective.rank,
+                "world_size": collective.world_size,
+                "primary": collective.primary,
+            }
+            if training:
+                sync.check_same_callbacks(collective, callbacks)
         for callback in callbacks:
-            _call_if_defined(callback, "set_model", self.model)
-            _call_if_defined(callback, "set_params", self.params)
+            call_if_defined(callback, "set_model", self.model)
+            call_if_defined(callback, "set_params", self.params)
         if training:
             for callback in callbacks:
-                _call_if_defined(callback, "set_emitter", self)
+                call_if_defined(callback, "set_emitter", self)
 
     # -- order --------------------------------------------------------------------------
 
@@ -303,7 +379,9 @@ class EmitterState:
         )
 
 
-def _call_if_defined(target: object, method: str, argument: Any) -> None:
+def call_if_defined(target: object, method: str, argument: Any) -> None:
+    """``target.method(argument)`` if ``target`` has that method (the trainbus extensions
+    of the callback protocol: ``set_emitter``, ``on_epoch_synced``)."""
     function = getattr(target, method, None)
     if function is not None:
         function(argument)
