@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from trainbus import Callback
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.early_stopping import EarlyStopping
-from trainbus.state import Stateful, collect_states, restore_states
 from trainbus.numpy_model import NumpyModel
+from trainbus.state import Stateful, collect_states, restore_states
 
 keras = pytest.importorskip("keras")
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from trainbus import Callback
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.learning_rate_scheduler import LearningRateScheduler
-from trainbus.state import Stateful
 from trainbus.numpy_model import NumpyModel
+from trainbus.state import Stateful
 
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")

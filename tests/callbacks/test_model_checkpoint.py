@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from trainbus import Bus, Emitter
 from trainbus.callbacks.model_checkpoint import CheckpointPathError, ModelCheckpoint
-from trainbus.state import Stateful, collect_states, restore_states
 from trainbus.hooks import overridden_hooks
 from trainbus.numpy_model import NumpyModel
+from trainbus.state import Stateful, collect_states, restore_states
 
 keras = pytest.importorskip("keras")
 

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from trainbus import Bus, Callback, Emitter
 from trainbus.callbacks.model_checkpoint import ModelCheckpoint
 from trainbus.callbacks.push_to_remote import CARD_FORMAT, PushToRemote, RemotePushError
-from trainbus.state import collect_states, restore_states
 from trainbus.numpy_model import NumpyModel
+from trainbus.state import collect_states, restore_states
 
 fsspec = pytest.importorskip("fsspec")
 MemoryFileSystem = fsspec.get_filesystem_class("memory")

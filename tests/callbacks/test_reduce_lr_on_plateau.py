@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from trainbus import Callback
 from trainbus.callbacks import CallbackList
 from trainbus.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
-from trainbus.state import Stateful, collect_states, restore_states
 from trainbus.numpy_model import NumpyModel
+from trainbus.state import Stateful, collect_states, restore_states
 
 keras = pytest.importorskip("keras")
 

@@ -138,9 +138,6 @@ def _raise_other_keys(collective: Collective, keys: list[str], fingerprints: lis
     )
 
 
-_stop_warned: set[int] = set()
-
-
 def agree_on_stop(
     collective: Collective, stop: bool, fingerprints: Sequence[tuple[str, int]]
 ) -> bool:
@@ -169,11 +166,10 @@ def agree_on_stop(
                 "changed the model on some ranks only; training on would diverge"
             )
     asked = ranks_where(stops, lambda value: value > 0)
-    if asked and len(asked) < world and id(collective) not in _stop_warned:
-        _stop_warned.add(id(collective))
+    if asked and len(asked) < world:  # the run stops here, so this is said once
         warnings.warn(
             f"trainbus: ranks {asked} asked to stop and the others did not; every rank stops "
-            "after this epoch (warned once)",
+            "after this epoch",
             UserWarning,
             stacklevel=4,
         )
