@@ -274,7 +274,7 @@ class RunningMeans:
             >>> running.add({"loss": 1.0, "phase": "warmup"}, 3)
             >>> running.add({"loss": 4.0, "phase": "main"}, 1)
             >>> running.totals()
-            {'loss': (7.0, 4.0)}
+            {'loss': (7.0, 4)}
         """
         self.fold()
         found = {}
