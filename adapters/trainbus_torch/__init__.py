@@ -11,6 +11,8 @@ for TensorFlow).
   ``.weights.h5``, ``.keras`` and ``.npz`` files.
 * :class:`TorchOptimizer`: ``learning_rate``/``iterations`` over a
   ``torch.optim.Optimizer``.
+* :class:`TorchCollective`: trainbus's collectives over ``torch.distributed``
+  (found by ``collective="auto"`` once the process group is initialised).
 * :func:`fit`, :func:`evaluate`, :func:`predict`: Keras's hook order on a plain
   PyTorch model, logs kept as detached tensors (no host sync per step).
 """
@@ -19,7 +21,8 @@ from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("torch")
 
+from trainbus_torch.distributed import TorchCollective  # noqa: E402
 from trainbus_torch.model import TorchModel, TorchOptimizer  # noqa: E402
 from trainbus_torch.training import evaluate, fit, predict  # noqa: E402
 
-__all__ = ["TorchModel", "TorchOptimizer", "evaluate", "fit", "predict"]
+__all__ = ["TorchCollective", "TorchModel", "TorchOptimizer", "evaluate", "fit", "predict"]
