@@ -30,7 +30,7 @@ from typing import Any, Protocol, cast
 from trainbus.callbacks.history import History
 from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.emitter import Emitter
-from trainbus.hooks import flatten_callbacks
+from trainbus.hooks import flatten_callbacks, is_keras_class
 
 
 class HistoryLike(Protocol):
@@ -157,10 +157,6 @@ def sample_count(batch: Any) -> int | None:
             return int(shape[0])
 
 
-def _keras_class(callback: object, module: str, name: str) -> bool:
-    return any(k.__module__ == module and k.__qualname__ == name for k in type(callback).__mro__)
-
-
 def check_portable(callbacks: list[object], adapter: str) -> None:
     """Refuse, before anything runs, the Keras callbacks that would fail deep inside Keras.
 
@@ -172,7 +168,7 @@ def check_portable(callbacks: list[object], adapter: str) -> None:
     """
     for callback in callbacks:
         for (module, name), why in _UNPORTABLE.items():
-            if _keras_class(callback, module, name):
+            if is_keras_class(callback, module, name):
                 raise TypeError(
                     f"keras.callbacks.{name} cannot be used with the trainbus {adapter} "
                     f"adapter: {why.format(adapter=adapter)}"
@@ -181,14 +177,14 @@ def check_portable(callbacks: list[object], adapter: str) -> None:
 
 def is_history(callback: object) -> bool:
     """Whether ``callback`` is a trainbus or a Keras ``History``."""
-    return isinstance(callback, History) or _keras_class(
+    return isinstance(callback, History) or is_keras_class(
         callback, "keras.src.callbacks.history", "History"
     )
 
 
 def is_progbar(callback: object) -> bool:
     """Whether ``callback`` is a trainbus or a Keras ``ProgbarLogger``."""
-    return isinstance(callback, ProgbarLogger) or _keras_class(
+    return isinstance(callback, ProgbarLogger) or is_keras_class(
         callback, "keras.src.callbacks.progbar_logger", "ProgbarLogger"
     )
 
