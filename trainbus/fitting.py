@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -31,6 +33,7 @@ from trainbus.callbacks.history import History
 from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.emitter import Emitter
 from trainbus.hooks import flatten_callbacks, is_keras_class
+from trainbus.ranks import RanksSpec
 
 
 class HistoryLike(Protocol):
@@ -219,6 +222,33 @@ def fit_callbacks(
     if verbose != 0 and not any(is_progbar(cb) for cb in present):
         chosen.append(ProgbarLogger())
     return FitCallbacks(chosen, found)
+
+
+def attach_callbacks(emitter: Emitter, callbacks: list[object]) -> contextlib.ExitStack:
+    """Attach one run's callbacks to ``emitter``'s bus, for ``emitter`` only, in order.
+
+    Progress bars (trainbus's or Keras's) are attached with ``ranks="primary"``,
+    so in a distributed run one rank draws, in ``evaluate`` and ``predict``
+    too; the others with :meth:`Bus.attach <trainbus.Bus.attach>`'s default
+    (every rank; Keras's writers on the primary). Leaving the returned
+    ``ExitStack`` (a ``with`` block) detaches them all.
+
+    Example:
+        >>> from trainbus import Bus
+        >>> from trainbus.callbacks import History
+        >>> emitter = Emitter(Bus())
+        >>> with attach_callbacks(emitter, [History(), ProgbarLogger()]):
+        ...     [type(cb).__name__ for cb in emitter.bus.callbacks(emitter)]
+        ['History', 'ProgbarLogger']
+        >>> emitter.bus.callbacks(emitter)
+        []
+    """
+    stack = contextlib.ExitStack()
+    with stack:
+        for progbar, group in itertools.groupby(callbacks, key=is_progbar):
+            ranks: RanksSpec = "primary" if progbar else None
+            stack.enter_context(emitter.bus.attach(list(group), sender=emitter, ranks=ranks))
+        return stack.pop_all()
 
 
 def eval_callbacks(
