@@ -404,3 +404,41 @@ def test_in_a_world_of_one_it_behaves_as_before(tmp_path: Path) -> None:
     with pytest.raises(CrashError):
         train(Local(), callbacks_for(folder), crash_at=2)
     assert metadata(folder)["world_size"] == 1
+
+
+def test_the_primarys_clean_up_leaves_a_newer_backup_another_rank_is_writing(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "backup"
+    started, cleaned = threading.Event(), threading.Event()
+    seen_after_clean_up: list[bool] = []
+    commit = BackupAndRestore._commit
+
+    class Racing(ShardedModel):
+        """Rank 1 starts the next backup and waits until the primary has cleaned up."""
+
+        def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
+            if self.rank == 1 and os.path.basename(filepath) == "backup-00000002.keras":
+                os.makedirs(filepath, exist_ok=True)
+                started.set()
+                cleaned.wait(5)
+            super().save(filepath, overwrite)
+
+    def spied_commit(self: BackupAndRestore, metadata: dict[str, Any], *args: Any) -> None:
+        if metadata["generation"] == 1:
+            started.wait(5)  # rank 1 is writing backup 2 already (no collective in between)
+        commit(self, metadata, *args)
+        if metadata["generation"] == 1:
+            seen_after_clean_up.append((folder / "backup-00000002.keras").is_dir())
+            cleaned.set()
+
+    def rank_main(collective: ThreadCollective) -> None:
+        backup = BackupAndRestore(folder, save_freq=1, delete_checkpoint=False)
+        train(collective, [EarlyStopping(), backup], epochs=1, model=Racing(collective.rank, []))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BackupAndRestore, "_commit", spied_commit)
+        run_ranks(rank_main, 2)
+    assert started.is_set()
+    assert seen_after_clean_up == [True]
+    assert metadata(folder)["model"] == f"backup-{BATCHES:08d}.keras"
