@@ -8,9 +8,11 @@ once, while every rank's callbacks reach the same state.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
+import pickle
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -399,3 +401,14 @@ def test_torch_fit_attaches_its_progress_bar_with_ranks_primary() -> None:
     assert len(bars) == 1
     assert bars[0].endswith(": 'primary'")
     assert any("History" in ranks and ranks.endswith(": None") for ranks in seer.ranks)
+
+
+def test_the_writers_stay_picklable_and_deep_copyable_after_a_run(tmp_path: Path) -> None:
+    def rank_main(collective: ThreadCollective) -> list[object]:
+        callbacks = writers(tmp_path / "run")
+        train(collective, callbacks, world=2, epochs=2)
+        return callbacks
+
+    for callback in run_ranks(rank_main, 2)[1]:  # the emitter is held weakly, outside
+        assert type(copy.deepcopy(callback)) is type(callback)
+        assert type(pickle.loads(pickle.dumps(callback))) is type(callback)

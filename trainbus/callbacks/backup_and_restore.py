@@ -234,7 +234,6 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         self.delete_checkpoint = delete_checkpoint
         self.restored_epoch: int | None = None
         self._callbacks: list[object] = [self]
-        self._emitter: Any = None  # set before each training run
         self._generation = 0
         self._batches_seen_since_last_saving = 0
         self._last_batch_seen: int | None = None

@@ -181,7 +181,6 @@ class TensorBoard(PrimaryWriter, Callback):
         self.write_steps_per_second = write_steps_per_second
         self.update_freq: int | Literal["epoch"] = 1 if update_freq == "batch" else update_freq
         self.step = 0
-        self._emitter: Any = None
         self._writers: dict[str, Any] = {}
         self._chunk_first = 0
         self._chunk_start = 0.0

@@ -42,10 +42,14 @@ Example:
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 from trainbus.distributed import Collective
 from trainbus.model import save_is_collective
+
+_emitters: weakref.WeakKeyDictionary[object, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+"""Each writer's emitter, as set by ``set_emitter``."""
 
 
 class PrimaryWriter:
@@ -56,8 +60,21 @@ class PrimaryWriter:
     subclass that overrides either calls ``super()``.
     """
 
-    _emitter: Any = None
     params: dict[str, Any]
+
+    @property
+    def _emitter(self) -> Any:
+        """The emitter that trains, or ``None``: held weakly, outside the instance, so a
+        callback stays picklable and deep-copyable after a run."""
+        ref = _emitters.get(self)
+        return None if ref is None else ref()
+
+    @_emitter.setter
+    def _emitter(self, emitter: Any) -> None:
+        if emitter is None:
+            _emitters.pop(self, None)
+        else:
+            _emitters[self] = weakref.ref(emitter)
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Receive the run's parameters; forget the emitter of an earlier run.
