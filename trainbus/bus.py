@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 import threading
 import weakref
@@ -36,9 +37,14 @@ import blinker
 from trainbus.attachment import Attachment
 from trainbus.errors import add_note
 from trainbus.event import Event
-from trainbus.events import HOOKED_EVENTS
+from trainbus.events import HOOKED_EVENTS, TrainBegin
 from trainbus.filters import build_filters
-from trainbus.hooks import flatten_callbacks, overridden_hooks
+from trainbus.hooks import (
+    flatten_callbacks,
+    is_keras_backup_and_restore,
+    is_keras_writer,
+    overridden_hooks,
+)
 from trainbus.logs import Logs, copy_logs
 from trainbus.ranks import Ranks, RanksSpec
 from trainbus.subscription import (
@@ -48,6 +54,8 @@ from trainbus.subscription import (
     describe_callable,
     weak_callable,
 )
+
+logger = logging.getLogger("trainbus")
 
 E = TypeVar("E", bound=Event)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -369,7 +377,7 @@ class Bus:
         sender: object | None = None,
         priority: int = 0,
         on_error: OnError = "raise",
-        ranks: RanksSpec = "all",
+        ranks: RanksSpec = None,
     ) -> Attachment:
         """Subscribe Keras-style callback objects, in list order.
 
@@ -387,7 +395,16 @@ class Bus:
             priority: Priority of every hook (list order breaks ties).
             on_error: ``"raise"`` or ``"log"``, as for typed subscribers.
             ranks: In a distributed run, the ranks whose emitters call them:
-                ``"all"``, ``"primary"`` or a set of rank numbers.
+                ``"all"``, ``"primary"`` or a set of rank numbers. Left out,
+                every rank, except the ``keras.callbacks`` that write
+                (``ModelCheckpoint``, ``CSVLogger``, ``TensorBoard``,
+                ``ProgbarLogger``, ``RemoteMonitor``): those run on the primary
+                only, so their files are written once (logged once per
+                process). trainbus's own writers run on every rank and write on
+                the primary by themselves. ``keras.callbacks.BackupAndRestore``
+                would restore on the rank that runs it only: training with it
+                on several ranks raises ``TypeError`` on every rank at train
+                begin (use :class:`trainbus.callbacks.BackupAndRestore`).
 
         Returns:
             The :class:`~trainbus.Attachment`, which this bus keeps until it is
@@ -424,10 +441,20 @@ class Bus:
                         priority=priority,
                         on_error=on_error,
                         name=_hook_name(callback, method, event),
-                        ranks=ranks,
+                        ranks=_ranks_of(callback, ranks),
                     )
                     for callback, hooks in found
                     for event, method in hooks
+                ) + tuple(
+                    self.subscribe(
+                        TrainBegin,
+                        _refuse_when_distributed(callback),
+                        sender=sender,
+                        priority=_FIRST,
+                        name=f"refuse {type(callback).__name__} in a distributed run",
+                    )
+                    for callback in objects
+                    if is_keras_backup_and_restore(callback)
                 )
             attachment = Attachment(self, tuple(objects), subscriptions, sender)
             self._attachments.append(attachment)
@@ -626,6 +653,50 @@ class Bus:
     def __repr__(self) -> str:
         receivers = sum(len(sig.receivers) for sig in self._signals.values())
         return f"<Bus {self.name!r}: {receivers} receivers>"
+
+
+_FIRST = sys.maxsize  # a guard's priority: before every other subscriber
+_told_primary_only: set[str] = set()
+
+
+def _ranks_of(callback: object, ranks: RanksSpec) -> RanksSpec:
+    """``ranks``, or if it was left out: ``"primary"`` for Keras's writers, else every rank."""
+    if ranks is not None:
+        return ranks
+    if not is_keras_writer(callback):
+        return "all"
+    name = type(callback).__name__
+    if name not in _told_primary_only:
+        _told_primary_only.add(name)
+        logger.info(
+            "trainbus: %s (a keras.callbacks writer) is attached on the primary rank only, so a "
+            "distributed run writes its files once; pass ranks='all' to attach it on every rank",
+            name,
+        )
+    return "primary"
+
+
+def _refuse_when_distributed(callback: object) -> Callable[[TrainBegin], None]:
+    """A ``TrainBegin`` subscriber that refuses ``keras.callbacks.BackupAndRestore`` on several
+    ranks: it would restore on the rank running it only, and the ranks would diverge.
+
+    The emitter has put ``"distributed"`` in the params it gave the callback before
+    ``TrainBegin`` (on every rank of a run of several), so every rank raises.
+    """
+
+    def refuse(event: TrainBegin) -> None:
+        params = getattr(callback, "params", None)
+        world = params.get("distributed") if isinstance(params, dict) else None
+        if isinstance(world, dict) and world.get("world_size", 1) > 1:
+            raise TypeError(
+                f"keras.callbacks.BackupAndRestore cannot be used in a distributed run "
+                f"(world_size={world['world_size']}): it restores the backup on the rank that "
+                "runs it only, and the ranks would train on from different weights. Use "
+                "trainbus.callbacks.BackupAndRestore, which restores on every rank and writes "
+                "on the primary"
+            )
+
+    return refuse
 
 
 def _hook_name(callback: object, method: Callable[..., Any], event: type[Event]) -> str:

@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -30,7 +32,8 @@ from typing import Any, Protocol, cast
 from trainbus.callbacks.history import History
 from trainbus.callbacks.progbar_logger import ProgbarLogger
 from trainbus.emitter import Emitter
-from trainbus.hooks import flatten_callbacks
+from trainbus.hooks import flatten_callbacks, is_keras_class
+from trainbus.ranks import RanksSpec
 
 
 class HistoryLike(Protocol):
@@ -157,10 +160,6 @@ def sample_count(batch: Any) -> int | None:
             return int(shape[0])
 
 
-def _keras_class(callback: object, module: str, name: str) -> bool:
-    return any(k.__module__ == module and k.__qualname__ == name for k in type(callback).__mro__)
-
-
 def check_portable(callbacks: list[object], adapter: str) -> None:
     """Refuse, before anything runs, the Keras callbacks that would fail deep inside Keras.
 
@@ -172,7 +171,7 @@ def check_portable(callbacks: list[object], adapter: str) -> None:
     """
     for callback in callbacks:
         for (module, name), why in _UNPORTABLE.items():
-            if _keras_class(callback, module, name):
+            if is_keras_class(callback, module, name):
                 raise TypeError(
                     f"keras.callbacks.{name} cannot be used with the trainbus {adapter} "
                     f"adapter: {why.format(adapter=adapter)}"
@@ -181,14 +180,14 @@ def check_portable(callbacks: list[object], adapter: str) -> None:
 
 def is_history(callback: object) -> bool:
     """Whether ``callback`` is a trainbus or a Keras ``History``."""
-    return isinstance(callback, History) or _keras_class(
+    return isinstance(callback, History) or is_keras_class(
         callback, "keras.src.callbacks.history", "History"
     )
 
 
 def is_progbar(callback: object) -> bool:
     """Whether ``callback`` is a trainbus or a Keras ``ProgbarLogger``."""
-    return isinstance(callback, ProgbarLogger) or _keras_class(
+    return isinstance(callback, ProgbarLogger) or is_keras_class(
         callback, "keras.src.callbacks.progbar_logger", "ProgbarLogger"
     )
 
@@ -223,6 +222,33 @@ def fit_callbacks(
     if verbose != 0 and not any(is_progbar(cb) for cb in present):
         chosen.append(ProgbarLogger())
     return FitCallbacks(chosen, found)
+
+
+def attach_callbacks(emitter: Emitter, callbacks: list[object]) -> contextlib.ExitStack:
+    """Attach one run's callbacks to ``emitter``'s bus, for ``emitter`` only, in order.
+
+    Progress bars (trainbus's or Keras's) are attached with ``ranks="primary"``,
+    so in a distributed run one rank draws, in ``evaluate`` and ``predict``
+    too; the others with :meth:`Bus.attach <trainbus.Bus.attach>`'s default
+    (every rank; Keras's writers on the primary). Leaving the returned
+    ``ExitStack`` (a ``with`` block) detaches them all.
+
+    Example:
+        >>> from trainbus import Bus
+        >>> from trainbus.callbacks import History
+        >>> emitter = Emitter(Bus())
+        >>> with attach_callbacks(emitter, [History(), ProgbarLogger()]):
+        ...     [type(cb).__name__ for cb in emitter.bus.callbacks(emitter)]
+        ['History', 'ProgbarLogger']
+        >>> emitter.bus.callbacks(emitter)
+        []
+    """
+    stack = contextlib.ExitStack()
+    with stack:
+        for progbar, group in itertools.groupby(callbacks, key=is_progbar):
+            ranks: RanksSpec = "primary" if progbar else None
+            stack.enter_context(emitter.bus.attach(list(group), sender=emitter, ranks=ranks))
+        return stack.pop_all()
 
 
 def eval_callbacks(

@@ -28,11 +28,15 @@ from trainbus.event import Event
 from trainbus.events import HOOKED_EVENTS
 
 __all__ = [
+    "KERAS_WRITERS",
     "default",
     "flatten_callbacks",
     "hook_is_skippable",
     "hooked_events",
     "is_default",
+    "is_keras_backup_and_restore",
+    "is_keras_class",
+    "is_keras_writer",
     "overridden_hooks",
     "skippable",
 ]
@@ -176,3 +180,57 @@ def flatten_callbacks(callbacks: object) -> list[object]:
     if isinstance(callbacks, (list, tuple)):
         return [cb for item in callbacks for cb in flatten_callbacks(item)]
     return [] if callbacks is None else [callbacks]
+
+
+# -- real keras.callbacks objects, recognised without importing keras -------------------
+
+KERAS_WRITERS = (
+    ("keras.src.callbacks.model_checkpoint", "ModelCheckpoint"),
+    ("keras.src.callbacks.csv_logger", "CSVLogger"),
+    ("keras.src.callbacks.tensorboard", "TensorBoard"),
+    ("keras.src.callbacks.progbar_logger", "ProgbarLogger"),
+    ("keras.src.callbacks.remote_monitor", "RemoteMonitor"),
+)
+"""The ``keras.callbacks`` classes that write files, print or post, by (module, class name).
+
+In a distributed run :meth:`Bus.attach <trainbus.Bus.attach>` subscribes them
+(and their subclasses) on the primary rank only, unless ``ranks=`` says otherwise.
+"""
+
+_KERAS_BACKUP_AND_RESTORE = ("keras.src.callbacks.backup_and_restore", "BackupAndRestore")
+
+
+def is_keras_class(callback: object, module: str, name: str) -> bool:
+    """Whether ``callback`` is an instance of the class ``module.name`` or of a subclass.
+
+    The classes are compared by module and qualified name along the MRO, so
+    keras is never imported to recognise its callbacks.
+
+    Example:
+        >>> class Mine: ...
+        >>> is_keras_class(Mine(), "keras.src.callbacks.history", "History")
+        False
+    """
+    return any(
+        getattr(klass, "__module__", None) == module and klass.__qualname__ == name
+        for klass in type(callback).__mro__
+    )
+
+
+def is_keras_writer(callback: object) -> bool:
+    """Whether ``callback`` is one of the :data:`KERAS_WRITERS` (or a subclass of one).
+
+    Example:
+        >>> CSVLogger = type("CSVLogger", (), {"__module__": "keras.src.callbacks.csv_logger"})
+        >>> is_keras_writer(CSVLogger())
+        True
+    """
+    return any(is_keras_class(callback, module, name) for module, name in KERAS_WRITERS)
+
+
+def is_keras_backup_and_restore(callback: object) -> bool:
+    """Whether ``callback`` is ``keras.callbacks.BackupAndRestore`` (or a subclass).
+
+    It restores on the rank that runs it only, so a distributed run refuses it.
+    """
+    return is_keras_class(callback, *_KERAS_BACKUP_AND_RESTORE)

@@ -54,6 +54,18 @@ class ModelHandle(Protocol):
 
     ``stop_training`` is read by the emitter after every batch (or chunk) and
     after every epoch. ``optimizer`` may be ``None`` when there is none.
+
+    An optional attribute, not part of the protocol's required surface:
+
+    ``save_is_collective`` (default ``False``): ``save``, ``save_weights`` and
+    ``load_weights`` must run on every rank of a distributed run, each writing
+    or reading its part (a sharded FSDP/DCP checkpoint, DeepSpeed's
+    ``save_checkpoint``). trainbus's writers (``ModelCheckpoint``,
+    ``BackupAndRestore``, ``PushToRemote``) then call ``save`` on every rank,
+    meet at one ``collective.barrier(...)``, and only then let the primary
+    commit (metadata, uploads, clean-up); ``BackupAndRestore`` loads on every
+    rank. Without it a model is replicated: the primary alone saves it. See
+    :func:`save_is_collective`.
     """
 
     stop_training: bool
@@ -70,6 +82,18 @@ class ModelHandle(Protocol):
     def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None: ...
 
     def load_weights(self, filepath: str | os.PathLike[str]) -> None: ...
+
+
+def save_is_collective(model: object) -> bool:
+    """Whether ``model``'s ``save`` must run on every rank (its ``save_is_collective``).
+
+    Example:
+        >>> class ShardedModel:
+        ...     save_is_collective = True
+        >>> save_is_collective(ShardedModel()), save_is_collective(NullModel())
+        (True, False)
+    """
+    return bool(getattr(model, "save_is_collective", False))
 
 
 class NullModel:

@@ -26,7 +26,30 @@ from typing import Any, Protocol, runtime_checkable
 
 @runtime_checkable
 class Stateful(Protocol):
-    """A callback with state to save and restore across runs."""
+    """A callback with state to save and restore across runs.
+
+    An optional class attribute, not part of the protocol's required surface:
+
+    ``state_is_replicated`` (default ``True``): in a distributed run every
+    rank's callback holds the same state, since it runs the same logic on the
+    same global epoch results. After every epoch the emitter checks it (it
+    compares a fingerprint of ``state_dict()`` across the ranks and raises
+    :class:`~trainbus.distributed.DivergedError` if they differ). A callback
+    whose own bookkeeping differs on purpose between the primary and the other
+    ranks, such as a writer's record of what it uploaded
+    (:class:`~trainbus.callbacks.PushToRemote`), sets it to ``False`` and is
+    left out of that check. Its state is still saved and restored (a
+    ``BackupAndRestore`` saves the primary's and restores it on every rank).
+
+    Example:
+        >>> class UploadLog:
+        ...     state_is_replicated = False  # the primary's uploads only
+        ...     state_key = "UploadLog"
+        ...     def state_dict(self): return {"uploaded": []}
+        ...     def load_state_dict(self, state): pass
+        >>> isinstance(UploadLog(), Stateful)
+        True
+    """
 
     @property
     def state_key(self) -> str:

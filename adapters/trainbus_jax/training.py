@@ -63,6 +63,7 @@ from trainbus.bus import Bus
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
     HistoryLike,
+    attach_callbacks,
     check_epochs,
     check_reiterable,
     data_length,
@@ -208,7 +209,8 @@ def fit(
             batches (the loop still runs every step).
         verbose: Keras's ``verbose``; unless 0 a
             :class:`~trainbus.callbacks.ProgbarLogger` is added when none is
-            given (it draws only on a terminal).
+            given (it draws only on a terminal). In a distributed run the
+            progress bar, given or added, is attached on the primary rank only.
         initial_epoch: The first epoch index (``model._initial_epoch``, set by
             a callback in ``on_train_begin``, wins).
         bus: Where events go; the :func:`~trainbus.default_bus` if omitted.
@@ -246,7 +248,7 @@ def fit(
     log, update = emitter.log, handle.update
 
     with (
-        emitter.bus.attach(run.callbacks, sender=emitter),
+        attach_callbacks(emitter, run.callbacks),
         emitter.training(
             epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_data)
         ) as epoch_indices,
@@ -290,8 +292,8 @@ def evaluate(
     emitter = Emitter(
         bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
-    with emitter.bus.attach(
-        eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax"), sender=emitter
+    with attach_callbacks(
+        emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
     ):
         _test_loop(emitter, eval_step, handle, data)
     return dict(Logs(emitter.test_logs).items())
@@ -327,8 +329,8 @@ def predict(
     )
     collected: list[Any] = []
     with (
-        emitter.bus.attach(
-            eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax"), sender=emitter
+        attach_callbacks(
+            emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
         ),
         emitter.prediction(data) as batches,
     ):

@@ -51,6 +51,7 @@ from trainbus.bus import Bus
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
     HistoryLike,
+    attach_callbacks,
     check_epochs,
     check_reiterable,
     data_length,
@@ -182,7 +183,8 @@ def fit(
             is logged as its mean, as Keras does with a metric function.
         verbose: Keras's ``verbose``; unless 0 a
             :class:`~trainbus.callbacks.ProgbarLogger` is added when none is
-            given (it draws only on a terminal).
+            given (it draws only on a terminal). In a distributed run the
+            progress bar, given or added, is attached on the primary rank only.
         initial_epoch: The first epoch index (``model._initial_epoch``, set by
             a callback in ``on_train_begin``, wins).
         bus: Where events go; the :func:`~trainbus.default_bus` if omitted.
@@ -218,7 +220,7 @@ def fit(
     run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
 
     with (
-        emitter.bus.attach(run.callbacks, sender=emitter),
+        attach_callbacks(emitter, run.callbacks),
         emitter.training(
             epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_data)
         ) as epoch_indices,
@@ -270,8 +272,8 @@ def evaluate(
         bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
     )
     with (
-        emitter.bus.attach(
-            eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch"), sender=emitter
+        attach_callbacks(
+            emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
         ),
         _eval_mode(module),
         torch.no_grad(),
@@ -315,8 +317,8 @@ def predict(
     )
     collected: list[Any] = []
     with (
-        emitter.bus.attach(
-            eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch"), sender=emitter
+        attach_callbacks(
+            emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
         ),
         _eval_mode(module),
         torch.no_grad(),

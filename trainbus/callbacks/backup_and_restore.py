@@ -14,9 +14,10 @@ How a crash can never leave a half-written backup: the files are
 * ``backup-<generation>.keras``: the model, written by ``model.save(path,
   overwrite=True)``, which the model handles make atomic (temp file, fsync,
   rename), under a new name for each save;
-* ``training_metadata.json``: ``{"epoch", "batch", "generation", "model",
-  "states"}``, written with :func:`trainbus.io.atomic_write`. It names the
-  model file it belongs with, and it is the commit point.
+* ``training_metadata.json``: ``{"epoch", "batch", "generation", "step",
+  "stopped", "world_size", "model", "arrays", "states"}``, written with
+  :func:`trainbus.io.atomic_write`. It names the model file it belongs with,
+  and it is the commit point.
 
 A save writes the new model file first, then the metadata naming it, then
 deletes the model files that no metadata names any more. A crash before the
@@ -27,6 +28,35 @@ model file, a temporary file) are deleted by the next save or restore. With
 ``training_metadata.json.bkp`` (written before the new metadata, its model
 file kept too) and is used, with a warning, if the latest backup cannot be
 read or loaded.
+
+Distributed runs (elastic restarts: torchrun, Ray Train). Attach it on every
+rank with the same ``backup_dir``, on a filesystem the ranks share:
+
+* **Restore on every rank.** The primary reads the metadata and broadcasts
+  it with the callbacks' states; every rank checks that it can read the
+  model file it names (one ``all_reduce``). If all can, each loads it; if some
+  cannot (no shared filesystem), the primary broadcasts the file's bytes and
+  they load those: fine for small models, since the whole file travels in
+  one broadcast. Every rank then has the same weights, callback states,
+  global step and first epoch. A rank that fails to load makes every rank
+  raise :class:`CorruptBackupError`.
+* **One writer.** Only the primary writes the backup and cleans up (leftover
+  model and temporary files, the folder at the end); a model whose save is
+  collective (``save_is_collective``) is saved by every rank, which meet at a
+  barrier before the primary writes the metadata naming it, so the metadata
+  never names a checkpoint a rank is still writing. The primary's clean-up
+  never touches files of a newer backup than the one it committed.
+* **The synced stop.** The epoch-end backup is written in
+  ``on_epoch_synced`` (a trainbus extension the emitter calls after every
+  rank agreed whether to stop, and in a world of one right after the
+  epoch-end hooks), so ``stopped`` records every rank's decision. Driven by
+  another host it is written in ``on_epoch_end``, as before.
+* **Another world size.** The metadata records ``world_size``. A backup made
+  with another number of ranks resumes at the start of its epoch, like any
+  backup, with one warning (on the primary) that names both sizes: an epoch
+  now has another number of steps, and step-based schedules continue from the
+  saved global step. A resume is bit-equal to an unbroken run only with the
+  same world size (and seed, and data order).
 
 Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
 
@@ -59,6 +89,9 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   ``"epoch"`` or a positive int (Keras also takes ``False`` for preemption
   checkpointing, and 0 or negative ints); ``backup_dir`` must not be empty
   or name an existing file.
+* **Ranks.** Keras's restores on the rank that runs it only, so a distributed
+  run refuses it (:meth:`trainbus.Bus.attach`); this one restores on every
+  rank and writes on the primary (above).
 * Batch counting is ``ModelCheckpoint``'s (the first chunk of a run counts
   all its batches; Keras's ``BackupAndRestore`` starts from batch 0 and
   counts one less there). ``model.built`` is not required (a model handle
@@ -108,18 +141,23 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import warnings
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field, StrictInt, validate_call
 
 from trainbus.callbacks.base import Callback
 from trainbus.callbacks.save_frequency import BatchSaveCounter
+from trainbus.callbacks.writer import PrimaryWriter
+from trainbus.distributed import Collective
 from trainbus.events import EpochEnd
 from trainbus.hooks import skippable
 from trainbus.io import atomic_write
+from trainbus.model import save_is_collective
 from trainbus.state import collect_states, restore_states, stateful_callbacks
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
@@ -133,14 +171,27 @@ _ARRAYS_NAME = re.compile(r"backup-(\d{8,})\.arrays\.npz")
 _TEMP_NAME = re.compile(
     r"\.(backup-\d{8,}\.(keras|arrays\.npz)|training_metadata\.json(\.bkp)?)\..*\.tmp"
 )
+_GENERATION = re.compile(r"\.?backup-(\d{8,})\.")
 _ARRAY_MARK = "__ndarray__"
+
+T = TypeVar("T")
 
 
 class CorruptBackupError(ValueError):
     """A backup in ``backup_dir`` cannot be read or loaded (its file is named)."""
 
 
-class BackupAndRestore(BatchSaveCounter, Callback):
+@dataclass(frozen=True)
+class _Read:
+    """What the primary read of one backup, for every rank: its metadata and the
+    callbacks' states (``None``: no backup), or why it cannot be read."""
+
+    metadata: dict[str, Any] | None = None
+    states: Any = None
+    error: str | None = None
+
+
+class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
     """Back up the model and the callbacks' states; resume from the backup after a crash.
 
     Args:
@@ -183,7 +234,6 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         self.delete_checkpoint = delete_checkpoint
         self.restored_epoch: int | None = None
         self._callbacks: list[object] = [self]
-        self._emitter: Any = None  # set before each training run
         self._generation = 0
         self._batches_seen_since_last_saving = 0
         self._last_batch_seen: int | None = None
@@ -193,6 +243,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         self._prepared = False  # set_emitter ran for the coming run (so restored already)
         self._epoch_start_step = 0  # the global step when the current epoch began
         self._committed: dict[str, Any] | None = None  # the metadata of the backup in use
+        self._epoch_ended: tuple[int, int | None] | None = None  # (epoch, batch) to back up
         self._skip_batch_hook()
 
     @property
@@ -207,14 +258,15 @@ class BackupAndRestore(BatchSaveCounter, Callback):
 
         Called by the emitter before training, before any begin hook. Loads the
         model, restores the callbacks' states (so their ``on_train_begin`` keeps
-        them) and the emitter's global step, and sets ``model._initial_epoch``.
+        them) and the emitter's global step, and sets ``model._initial_epoch``;
+        in a distributed run on every rank, from what the primary read.
 
         Raises:
             ValueError: A stateful callback comes after this one (its state
                 would be saved one epoch behind), or two share a state key.
             CorruptBackupError: The backup cannot be read or loaded.
         """
-        self._emitter = emitter
+        super().set_emitter(emitter)
         callbacks = emitter.bus.callbacks(emitter)
         self._callbacks = list(callbacks) if self in callbacks else [*callbacks, self]
         self._check_order(_epoch_end_order(emitter, self._callbacks))
@@ -225,24 +277,43 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         """Load the latest backup, if any, into the model, the callbacks and the emitter."""
         if self._finished:
             return
-        metadata = self._load_backup()
+        found = self._load_backup()
+        metadata = None if found is None else found.metadata
         self._committed = metadata
-        self._remove_leftovers(self._kept_models(metadata))
-        if metadata is None:
+        if self.writes_here:  # no other rank writes while training has not begun
+            self._remove_leftovers(self._kept_models(metadata))
+        if found is None or metadata is None:
             self.restored_epoch = None
             if self._set_initial_epoch:
                 self.model._initial_epoch = None
                 self._set_initial_epoch = False
             return
-        restore_states(self._callbacks, self._states_with_arrays(metadata))
+        restore_states(self._callbacks, found.states)
         self._generation = metadata["generation"]
+        step = metadata.get("step", 0)
         if self._emitter is not None:
-            self._emitter.step = metadata.get("step", 0)  # the global step goes on where it was
+            self._emitter.step = step  # the global step goes on where it was
         self.restored_epoch = epoch = metadata["epoch"]
+        self._warn_if_other_world(metadata.get("world_size", 1), epoch, step)
         if metadata.get("stopped"):  # the run had stopped (EarlyStopping): nothing is left
             epoch = max(epoch, self.params.get("epochs") or epoch)
         self.model._initial_epoch = epoch
         self._set_initial_epoch = True
+
+    def _warn_if_other_world(self, saved: int, epoch: int, step: int) -> None:
+        """Warn once (on the primary) if the backup was made by another number of ranks."""
+        now = self.world_size
+        if saved == now or not self.writes_here:
+            return
+        warnings.warn(
+            f"BackupAndRestore: the backup in {self.backup_dir!r} was made with "
+            f"world_size={saved}, and this run has world_size={now}: resuming at the start of "
+            f"epoch {epoch} with the saved weights and callback states (progress within an "
+            f"epoch is not kept); an epoch now has another number of steps, and step-based "
+            f"schedules continue from the saved step {step}",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _check_order(self, epoch_end_order: list[object]) -> None:
         later = epoch_end_order[epoch_end_order.index(self) + 1 :]
@@ -256,30 +327,87 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             )
         collect_states(self._callbacks)  # a duplicate state key raises now, not at epoch end
 
-    def _load_backup(self) -> dict[str, Any] | None:
-        """Load the latest usable backup into the model; its metadata, or ``None``."""
-        primary = self.metadata_path
-        previous = primary + PREVIOUS_SUFFIX
-        try:
-            metadata = self._read_metadata(primary)
-            if metadata is not None:
-                self._load_model(primary, metadata)
-            elif self.double_checkpoint and os.path.exists(previous):
-                raise CorruptBackupError(
-                    f"backup metadata {primary!r} is missing but {previous!r} exists"
-                )
-            return metadata
-        except CorruptBackupError as error:
-            if not (self.double_checkpoint and os.path.exists(previous)):
-                raise
-            warnings.warn(
-                f"{error}; restoring the previous backup, {previous!r}", UserWarning, stacklevel=3
+    def _load_backup(self) -> _Read | None:
+        """Load the latest usable backup into the model; what was read, or ``None``.
+
+        The files are read by the primary (in a distributed run the others get
+        what it read), so every rank takes the same branch.
+        """
+        latest = self.metadata_path
+        previous = latest + PREVIOUS_SUFFIX
+        read, has_previous = self._from_primary(
+            lambda: (
+                self._read_backup(latest),
+                self.double_checkpoint and os.path.exists(previous),
             )
-        metadata = self._read_metadata(previous)
-        if metadata is None:  # pragma: no cover - checked above, deleted since
+        )
+        try:
+            if read.error is not None:
+                raise CorruptBackupError(read.error)
+            if read.metadata is not None:
+                self._load_model(latest, read.metadata)
+            elif has_previous:
+                raise CorruptBackupError(
+                    f"backup metadata {latest!r} is missing but {previous!r} exists"
+                )
+            return read if read.metadata is not None else None
+        except CorruptBackupError as error:
+            if not has_previous:
+                raise
+            if self.writes_here:
+                warnings.warn(
+                    f"{error}; restoring the previous backup, {previous!r}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        read = self._from_primary(lambda: self._read_backup(previous))
+        if read.error is not None:
+            raise CorruptBackupError(read.error)
+        if read.metadata is None:  # pragma: no cover - checked above, deleted since
             raise CorruptBackupError(f"previous backup metadata {previous!r} disappeared")
-        self._load_model(previous, metadata)
-        return metadata
+        self._load_model(previous, read.metadata)
+        return read
+
+    def _read_backup(self, path: str) -> _Read:
+        """The metadata at ``path`` and the states it holds (no file: empty), or the error."""
+        try:
+            metadata = self._read_metadata(path)
+            if metadata is None:
+                return _Read()
+            return _Read(metadata, self._states_with_arrays(metadata))
+        except CorruptBackupError as error:
+            return _Read(error=str(error))
+
+    def _from_primary(self, read: Callable[[], T]) -> T:
+        """``read()`` on the primary; in a distributed run every rank gets its result.
+
+        If it raises on the primary, every rank raises (the others a
+        ``CorruptBackupError`` with the primary's message), so none waits for
+        a broadcast that never comes.
+        """
+        collective = self._collective()
+        if collective is None:
+            return read()
+        value: Any = None
+        failure: BaseException | None = None
+        if self.writes_here:
+            try:
+                value = read()
+            except Exception as error:
+                failure = error
+                value = _Read(error=f"{type(error).__name__}: {error}")
+            shared = collective.broadcast(("failed" if failure else "ok", value))
+        else:
+            shared = collective.broadcast(("ok", None))
+        if failure is not None:
+            raise failure
+        if shared[0] == "failed":
+            raise CorruptBackupError(
+                f"the primary (rank {collective.primary}) could not read the backup in "
+                f"{self.backup_dir!r}: {shared[1].error}"
+            )
+        result: T = shared[1]
+        return result
 
     def _read_metadata(self, path: str) -> dict[str, Any] | None:
         """The parsed, checked metadata at ``path``; ``None`` if there is no file."""
@@ -301,7 +429,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         if problem:
             raise CorruptBackupError(f"backup metadata {path!r} is invalid: {problem}{hint}")
         model_path = os.path.join(self.backup_dir, metadata["model"])
-        if not os.path.isfile(model_path):
+        if not os.path.exists(model_path):  # a folder for a collective (sharded) save
             raise CorruptBackupError(
                 f"backup metadata {path!r} names the model file {model_path!r}, "
                 f"which does not exist{hint}"
@@ -327,6 +455,10 @@ class BackupAndRestore(BatchSaveCounter, Callback):
 
     def _load_model(self, metadata_path: str, metadata: Mapping[str, Any]) -> None:
         model_path = os.path.join(self.backup_dir, metadata["model"])
+        collective = self._collective()
+        if collective is not None:
+            self._load_model_on_every_rank(collective, metadata_path, model_path)
+            return
         try:
             self.model.load_weights(model_path)
         except Exception as error:
@@ -334,6 +466,56 @@ class BackupAndRestore(BatchSaveCounter, Callback):
                 f"cannot load the backed-up model {model_path!r} (named by {metadata_path!r}): "
                 f"{type(error).__name__}: {error}"
             ) from error
+
+    def _load_model_on_every_rank(
+        self, collective: Collective, metadata_path: str, model_path: str
+    ) -> None:
+        """Load ``model_path`` on every rank: from the folder where it can be read, else
+        from the primary's bytes (one broadcast). Every rank raises if one cannot load."""
+        unreadable = not _readable(model_path)
+        flags = collective.all_reduce(_own_slot(collective, unreadable), "sum")
+        cannot = [rank for rank, flag in enumerate(flags) if flag]
+        where = f"the backed-up model {model_path!r} (named by {metadata_path!r})"
+        if cannot and (collective.primary in cannot or save_is_collective(self.model)):
+            raise CorruptBackupError(
+                f"ranks {cannot} cannot read {where}; "
+                + (
+                    "a model whose save is collective needs a backup_dir every rank can read"
+                    if save_is_collective(self.model)
+                    else "the primary must be able to read it"
+                )
+            )
+        error: BaseException | None = None
+        if cannot:  # no shared filesystem: the primary sends the file
+            data = collective.broadcast(_read_bytes(model_path) if self.writes_here else None)
+            if unreadable:
+                error = self._try_load_bytes(data, os.path.basename(model_path))
+            else:
+                error = self._try_load(model_path)
+        else:
+            error = self._try_load(model_path)
+        failed = collective.all_reduce(_own_slot(collective, error is not None), "sum")
+        bad = [rank for rank, flag in enumerate(failed) if flag]
+        if bad:
+            detail = f": {type(error).__name__}: {error}" if error is not None else ""
+            raise CorruptBackupError(f"cannot load {where} on ranks {bad}{detail}") from error
+
+    def _try_load(self, path: str) -> BaseException | None:
+        try:
+            self.model.load_weights(path)
+        except Exception as error:
+            return error
+        return None
+
+    def _try_load_bytes(self, data: bytes | None, name: str) -> BaseException | None:
+        """Load the model from the primary's copy of its file (written to a temporary folder)."""
+        if data is None:
+            return OSError("the primary could not read the file to send it")
+        with tempfile.TemporaryDirectory(prefix="trainbus-restore-") as folder:
+            path = os.path.join(folder, name)
+            with atomic_write(path, "wb") as handle:
+                handle.write(data)
+            return self._try_load(path)
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -344,6 +526,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             self._restore()
         self._prepared = False
         self._finished = False
+        self._epoch_ended = None
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch
@@ -353,8 +536,23 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         self._current_epoch = epoch + 1
         batch = self._last_batch_seen
         self._last_batch_seen = None
-        if self.save_freq == "epoch":
-            self._save(epoch + 1, batch, getattr(self._emitter, "step", 0))
+        if self.save_freq != "epoch":
+            return
+        if self._emitter is None:  # another host: no on_epoch_synced follows
+            self._save(epoch + 1, batch, 0)
+        else:
+            self._epoch_ended = (epoch, batch)
+
+    def on_epoch_synced(self, epoch: int) -> None:
+        """Back up the epoch that ended (a trainbus extension the emitter calls).
+
+        The emitter calls it after every epoch-end hook, once the ranks of a
+        distributed run agreed whether to stop (and right after the hooks in a
+        world of one), so the backup records the stop every rank acts on.
+        """
+        ended, self._epoch_ended = self._epoch_ended, None
+        if ended is not None and ended[0] == epoch:
+            self._save(epoch + 1, ended[1], getattr(self._emitter, "step", 0))
 
     @skippable
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -363,8 +561,10 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             self._save(self._current_epoch, batch, self._epoch_start_step)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._epoch_ended = None
         if self.delete_checkpoint:
-            self._delete_backup()
+            if self.writes_here:
+                self._delete_backup()
             self._generation = 0
             self._committed = None
         else:
@@ -382,13 +582,14 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         arrays: dict[str, np.ndarray] = {}
         states = _extract_arrays(collect_states(self._callbacks), arrays)
         arrays_name = f"backup-{generation:08d}.arrays.npz" if arrays else None
-        metadata = {
+        metadata: dict[str, Any] = {
             "format": FORMAT,
             "epoch": epoch,
             "batch": batch,
             "generation": generation,
             "step": step,
             "stopped": bool(getattr(self.model, "stop_training", False)),
+            "world_size": self.world_size,
             "model": name,
             "arrays": arrays_name,
             "states": states,
@@ -400,8 +601,18 @@ class BackupAndRestore(BatchSaveCounter, Callback):
                 f"BackupAndRestore cannot save the callbacks' states as JSON: {error} "
                 f"(states: {metadata['states']!r})"
             ) from error
-        os.makedirs(self.backup_dir, exist_ok=True)
-        self.model.save(os.path.join(self.backup_dir, name), overwrite=True)
+        writes = self._write_model(
+            os.path.join(self.backup_dir, name), barrier="BackupAndRestore.save"
+        )
+        if writes:
+            self._commit(metadata, text, arrays)
+        self._generation = generation
+        self._committed = metadata
+
+    def _commit(self, metadata: dict[str, Any], text: str, arrays: dict[str, np.ndarray]) -> None:
+        """The primary's part of a save, after the model file: the arrays, the metadata
+        naming both (the commit point), then the clean-up of older files."""
+        arrays_name = metadata["arrays"]
         if arrays_name is not None:  # arrays in states (EarlyStopping's best weights)
             with atomic_write(os.path.join(self.backup_dir, arrays_name), "wb") as handle:
                 np.savez(handle, *arrays.values())
@@ -416,9 +627,7 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             keep |= _files_of(committed)
         with atomic_write(primary) as handle:
             handle.write(text)
-        self._generation = generation
-        self._committed = metadata
-        self._remove_leftovers(keep)
+        self._remove_leftovers(keep, newest=metadata["generation"])
 
     def _delete_backup(self) -> None:
         """Delete ``backup_dir``, metadata first, so a crash midway leaves a usable state.
@@ -442,8 +651,13 @@ class BackupAndRestore(BatchSaveCounter, Callback):
                     kept |= _files_of(previous)
         return kept
 
-    def _remove_leftovers(self, keep: set[str]) -> None:
-        """Delete model files no metadata names, and temporary files a crash left."""
+    def _remove_leftovers(self, keep: set[str], newest: int | None = None) -> None:
+        """Delete model files no metadata names, and temporary files a crash left.
+
+        With ``newest``, the files of later generations are left alone: in a
+        distributed run with a collective save, other ranks may be writing the
+        next backup already.
+        """
         try:
             names = os.listdir(self.backup_dir)
         except FileNotFoundError:
@@ -451,6 +665,9 @@ class BackupAndRestore(BatchSaveCounter, Callback):
         for entry in names:
             ours = any(name.fullmatch(entry) for name in (_MODEL_NAME, _ARRAYS_NAME, _TEMP_NAME))
             if entry in keep or not ours:
+                continue
+            generation = _GENERATION.match(entry)
+            if newest is not None and generation and int(generation.group(1)) > newest:
                 continue
             path = os.path.join(self.backup_dir, entry)
             with contextlib.suppress(FileNotFoundError):
@@ -481,6 +698,28 @@ class BackupAndRestore(BatchSaveCounter, Callback):
             f"double_checkpoint={self.double_checkpoint}, "
             f"delete_checkpoint={self.delete_checkpoint})"
         )
+
+
+def _own_slot(collective: Collective, flag: bool) -> list[float]:
+    """A vector of ``world_size`` zeros with ``flag`` in this rank's slot: summed over the
+    ranks, it says which ranks raised the flag."""
+    slots = [0.0] * collective.world_size
+    slots[collective.rank] = float(flag)
+    return slots
+
+
+def _readable(path: str) -> bool:
+    """Whether this process can read ``path`` (a file, or a folder of a sharded save)."""
+    return os.path.exists(path) and os.access(path, os.R_OK)
+
+
+def _read_bytes(path: str) -> bytes | None:
+    """The file's content, or ``None`` if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def _files_of(metadata: Mapping[str, Any]) -> set[str]:
@@ -529,6 +768,9 @@ def _metadata_problem(metadata: Any) -> str:
     batch = metadata.get("batch")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)):
         return f"'batch' must be an int or null, got {batch!r}"
+    world = metadata.get("world_size", 1)
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        return f"'world_size' must be a positive int, got {world!r}"
     model = metadata.get("model")
     if not isinstance(model, str) or not _MODEL_NAME.fullmatch(model):
         return f"'model' must name a backup-<generation>.keras file, got {model!r}"

@@ -16,6 +16,11 @@ held before, plus every row so far) is rewritten through
 leaves the file as it was after the last complete epoch, never a partial row.
 Rewriting costs time proportional to the file's size, once per epoch.
 
+In a distributed run, attached on every rank, it fixes its columns on every
+rank and writes the file on the primary only (see
+:mod:`trainbus.callbacks.writer`): one header, one row per epoch, holding the
+global epoch results. Keras's ``CSVLogger`` has no notion of ranks.
+
 Example:
     >>> import pathlib, tempfile
     >>> from trainbus import Bus, Emitter
@@ -45,6 +50,7 @@ import numpy as np
 from pydantic import AfterValidator, validate_call
 
 from trainbus.callbacks.base import Callback
+from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.io import atomic_write
 from trainbus.logs import to_python
 
@@ -73,7 +79,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-class CSVLogger(Callback):
+class CSVLogger(PrimaryWriter, Callback):
     """Write every epoch's logs as a row of a CSV file.
 
     Args:
@@ -127,6 +133,10 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self.keys = None
+        self._data = b""
+        self.append_header = True
+        if not self.writes_here:  # another rank of a distributed run: the primary writes
+            return
         path = Path(self.filename)
         existing = self.append and path.exists()
         self._data = path.read_bytes() if existing else b""
@@ -136,13 +146,16 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         logs = logs or {}
-        buffer = io.StringIO()
+        first = self.keys is None
         if self.keys is None:
             self.keys = sorted(logs.keys())
             if self.keys and not any(key.startswith("val_") for key in self.keys):
                 self.keys.extend([f"val_{key}" for key in self.keys])
-            if self.append_header:
-                self._writer(buffer).writeheader()
+        if not self.writes_here:
+            return
+        buffer = io.StringIO()
+        if first and self.append_header:
+            self._writer(buffer).writeheader()
         row: dict[str, Any] = {"epoch": epoch}
         row.update((key, _cell(logs.get(key, "NA"))) for key in self.keys)
         self._writer(buffer).writerow(row)

@@ -42,6 +42,12 @@ Deliberate differences from Keras 3 (``keras.callbacks.ModelCheckpoint``):
   key ``epoch`` does not clash with the ``{epoch}`` field (Keras raises
   ``TypeError``).
 * ``mode="auto"`` is resolved by name (see :mod:`trainbus.callbacks.monitor`).
+* **One writer in a distributed run.** Attached on every rank, it judges on
+  every rank (the epoch logs are global means there, so ``best`` and the
+  batch counter agree) and saves and prints on the primary only (see
+  :mod:`trainbus.callbacks.writer`); a model whose save is collective
+  (``save_is_collective``) is saved by every rank, which then meet at one
+  barrier. Keras's ``ModelCheckpoint`` has no notion of ranks.
 
 Example:
     >>> import os, tempfile
@@ -74,7 +80,9 @@ from pydantic import Field, StrictInt, validate_call
 
 from trainbus.callbacks.monitor import Mode, MonitorCallback, NonNegativeInt
 from trainbus.callbacks.save_frequency import BatchSaveCounter
+from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.hooks import skippable
+from trainbus.model import save_is_collective
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between saves."""
@@ -95,7 +103,7 @@ class CheckpointPathError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
+class ModelCheckpoint(BatchSaveCounter, PrimaryWriter, MonitorCallback):
     """Save the model or its weights at some frequency, optionally only the best.
 
     Args:
@@ -168,7 +176,7 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
 
     def _should_save_model(self, epoch: int, logs: Mapping[str, Any] | None, path: str) -> bool:
         if not self.save_best_only:
-            if self.verbose > 0:
+            if self.verbose > 0 and self.writes_here:
                 print(f"\nEpoch {epoch + 1}: saving model to {path}")
             return True
         current = self.monitored_value(logs)  # warns once, listing the keys, if missing
@@ -185,14 +193,14 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
         current = float(current)
         best_text = "None" if self.best is None else f"{self.best:.5f}"
         if self.is_improvement(current, self.best):
-            if self.verbose > 0:
+            if self.verbose > 0 and self.writes_here:
                 print(
                     f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_text} to "
                     f"{current:.5f}, saving model to {path}"
                 )
             self.best = current
             return True
-        if self.verbose > 0:
+        if self.verbose > 0 and self.writes_here:
             print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best_text}")
         return False
 
@@ -204,19 +212,17 @@ class ModelCheckpoint(BatchSaveCounter, MonitorCallback):
         path = self._file_path(epoch, batch, logs or {})
         if not self._should_save_model(epoch, logs, path):
             return
-        if path.endswith(_SEPARATORS) or os.path.isdir(path):
+        if path.endswith(_SEPARATORS) or (
+            os.path.isdir(path) and not save_is_collective(self.model)  # sharded: a folder
+        ):
             raise OSError(_DIRECTORY_MESSAGE.format(path))
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
         try:
-            if self.save_weights_only:
-                self.model.save_weights(path, overwrite=True)
-            else:
-                self.model.save(path, overwrite=True)
+            wrote = self._write_model(
+                path, weights_only=self.save_weights_only, barrier="ModelCheckpoint.save"
+            )
         except IsADirectoryError as error:
             raise OSError(_DIRECTORY_MESSAGE.format(path)) from error
-        if self.verbose > 0:
+        if self.verbose > 0 and wrote:
             print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
 
     def _file_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:

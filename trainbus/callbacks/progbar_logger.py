@@ -43,6 +43,7 @@ from pydantic import AfterValidator, Field, validate_call
 
 from trainbus._optional import import_optional
 from trainbus.callbacks.base import Callback
+from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.logs import Logs, raw_items, to_python
 
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -149,7 +150,7 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
-class ProgbarLogger(Callback):
+class ProgbarLogger(PrimaryWriter, Callback):
     """Show training progress: a tqdm bar per epoch, or a line per epoch.
 
     What it shows follows ``params["verbose"]`` (set by the emitter, as Keras's
@@ -180,7 +181,11 @@ class ProgbarLogger(Callback):
     batch reached (Keras jumps to the total); a run that raised leaves its bar
     closed at the batch reached (trainbus's ``on_aborted``); a standalone
     evaluation or prediction bar has an unknown total until it ends (the
-    emitter keeps the training ``steps`` in ``params``; Keras sets the run's).
+    emitter keeps the training ``steps`` in ``params``; Keras sets the run's);
+    in a distributed run only the primary draws (see
+    :mod:`trainbus.callbacks.writer`; ``fit``, ``evaluate`` and ``predict``
+    also attach it on the primary only), showing its own batch values and the
+    global epoch results.
     """
 
     @validate_call
@@ -281,7 +286,7 @@ class ProgbarLogger(Callback):
         """Pick this run's stream, or None when it should stay silent."""
         self._close_bar()
         stream = self.stream if self.stream is not None else sys.stderr
-        quiet = self.verbose == 0 or stream is None
+        quiet = self.verbose == 0 or stream is None or not self.writes_here
         self._out = None if quiet or not (self.force or _is_terminal(stream)) else stream
 
     def _start(self, total: int | None) -> None:

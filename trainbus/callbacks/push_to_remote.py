@@ -41,6 +41,13 @@ Reliability:
   warns and is retried at the next push (``on_error="warn"``); the old card
   stays in place either way.
 
+In a distributed run, attached on every rank, it counts steps and epochs on
+every rank and saves (``model_filename``) and uploads on the primary only (see
+:mod:`trainbus.callbacks.writer`; a model whose save is collective is saved by
+every rank first). Its upload records are then the primary's alone, so it sets
+``state_is_replicated = False``: the emitter's end-of-epoch check that the
+ranks' callback states agree leaves it out.
+
 fsspec is the optional ``remote`` extra (``pip install 'trainbus[remote]'``);
 it is imported when a ``PushToRemote`` is built, never by ``import trainbus``.
 Attach ``PushToRemote`` *after* the callbacks that write into ``output_dir``:
@@ -92,6 +99,7 @@ from pydantic import StrictInt, validate_call
 from trainbus._optional import import_optional
 from trainbus.callbacks.base import Callback
 from trainbus.callbacks.monitor import NonNegativeInt
+from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.io import atomic_write
 
 SaveStrategy = Literal["epoch", "steps", "no"]
@@ -127,7 +135,7 @@ def import_fsspec() -> ModuleType:
     return import_optional("fsspec", needed_by="PushToRemote", install=INSTALL_HINT)
 
 
-class PushToRemote(Callback):
+class PushToRemote(PrimaryWriter, Callback):
     """Mirror ``output_dir`` and a JSON model card to ``url`` during training.
 
     Args:
@@ -174,8 +182,12 @@ class PushToRemote(Callback):
     under ``steps_per_execution`` and restarts each epoch); pushes are
     synchronous and incremental (HF saves and pushes the whole folder as a
     background git commit, skipping a push while the last is running); the
-    card is JSON metadata, not a README; an aborted run pushes nothing.
+    card is JSON metadata, not a README; an aborted run pushes nothing; in a
+    distributed run the primary pushes.
     """
+
+    state_is_replicated = False
+    """Its upload records are the primary's only (see :class:`trainbus.state.Stateful`)."""
 
     @validate_call
     def __init__(
@@ -249,7 +261,8 @@ class PushToRemote(Callback):
     # -- hooks ------------------------------------------------------------------------
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        os.makedirs(self.output_dir, exist_ok=True)
+        if self.writes_here:
+            os.makedirs(self.output_dir, exist_ok=True)
         self.aborted_phase = None
         self._last_batch = None
         if self._resumed:  # state restored for this run: keep the step and epoch counts
@@ -294,7 +307,11 @@ class PushToRemote(Callback):
     # -- pushing ----------------------------------------------------------------------
 
     def push(self, trigger: str = "manual") -> None:
-        """Push now: save the model (if ``model_filename``), upload changes, then the card."""
+        """Push now: save the model (if ``model_filename``), upload changes, then the card.
+
+        In a distributed run only the primary pushes; call it on every rank if
+        the model's save is collective (every rank saves).
+        """
         self._push(trigger)
 
     def _push(self, trigger: str) -> None:
@@ -309,11 +326,9 @@ class PushToRemote(Callback):
     def _push_unchecked(self, trigger: str) -> None:
         if self.model_filename is not None:
             path = os.path.join(self.output_dir, self.model_filename)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            if self.save_weights_only:
-                self.model.save_weights(path, overwrite=True)
-            else:
-                self.model.save(path, overwrite=True)
+            self._write_model(path, weights_only=self.save_weights_only, barrier="PushToRemote")
+        if not self.writes_here:  # another rank of a distributed run: the primary pushes
+            return
         uploaded: list[str] = []
         manifest: dict[str, dict[str, Any]] = {}
         for relative in self._local_files():

@@ -50,6 +50,7 @@ from pydantic import AfterValidator, Field, StrictInt, validate_call
 
 from trainbus._optional import import_optional
 from trainbus.callbacks.base import Callback
+from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.hooks import hook_is_skippable, skippable
 from trainbus.logs import to_python
 
@@ -91,7 +92,7 @@ def _scalar(value: Any) -> float | None:
     return None
 
 
-class TensorBoard(Callback):
+class TensorBoard(PrimaryWriter, Callback):
     """Write epoch (and optionally batch) scalars for TensorBoard.
 
     Args:
@@ -142,6 +143,10 @@ class TensorBoard(Callback):
     * Writers are closed in ``on_train_end`` and also in ``on_aborted`` (the
       loop raised), so event files are complete after a crash; they are
       flushed at every epoch end.
+    * In a distributed run, attached on every rank, it counts the steps on
+      every rank and writes on the primary only (one set of event files,
+      holding the global epoch results; batch values are the primary's own).
+      See :mod:`trainbus.callbacks.writer`.
     """
 
     @validate_call
@@ -176,7 +181,6 @@ class TensorBoard(Callback):
         self.write_steps_per_second = write_steps_per_second
         self.update_freq: int | Literal["epoch"] = 1 if update_freq == "batch" else update_freq
         self.step = 0
-        self._emitter: Any = None
         self._writers: dict[str, Any] = {}
         self._chunk_first = 0
         self._chunk_start = 0.0
@@ -206,6 +210,8 @@ class TensorBoard(Callback):
         return writer
 
     def _write(self, name: str, prefix: str, values: Iterable[tuple[str, Any]], step: int) -> None:
+        if not self.writes_here:  # another rank of a distributed run: the primary writes
+            return
         writer: Any = None
         for key, value in values:
             number = _scalar(value)
@@ -224,7 +230,7 @@ class TensorBoard(Callback):
 
     def set_emitter(self, emitter: Any) -> None:
         """Note the emitter (a trainbus extension): batch steps continue from its step."""
-        self._emitter = emitter
+        super().set_emitter(emitter)
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._close()  # writers left by an earlier run that neither ended nor aborted
