@@ -53,13 +53,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from trainbus.bus import Bus
+from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
     HistoryLike,
@@ -186,6 +187,8 @@ def fit(
     verbose: int | str = "auto",
     initial_epoch: int = 0,
     bus: Bus | None = None,
+    collective: Collective | Literal["auto"] = "auto",
+    stop_check_every: int | None = None,
 ) -> HistoryLike:
     """Train with ``train_step`` on ``train_data``, sending Keras's lifecycle events.
 
@@ -241,6 +244,8 @@ def fit(
     emitter = Emitter(
         bus,
         steps_per_execution=steps_per_execution,
+        collective=collective,
+        stop_check_every=stop_check_every,
         model=handle,
         params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_data)},
     )
@@ -277,6 +282,7 @@ def evaluate(
     callbacks: object | Iterable[object] = (),
     verbose: int | str = "auto",
     bus: Bus | None = None,
+    collective: Collective | Literal["auto"] = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model.params`` on ``data``: ``TestBegin``, ``TestBatch*``, ``TestEnd``.
 
@@ -290,7 +296,10 @@ def evaluate(
     handle = _check_model(model)
     _check_callable(eval_step, "eval_step", "(params, batch)")
     emitter = Emitter(
-        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
+        bus,
+        model=handle,
+        params={"verbose": verbose, "epochs": 1, "steps": data_length(data)},
+        collective=collective,
     )
     with attach_callbacks(
         emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
@@ -307,6 +316,7 @@ def predict(
     callbacks: object | Iterable[object] = (),
     verbose: int | str = "auto",
     bus: Bus | None = None,
+    collective: Collective | Literal["auto"] = "auto",
 ) -> Any:
     """Run ``predict_fn(model.params, inputs)`` over ``data``: ``PredictBegin`` ... ``PredictEnd``.
 
@@ -325,7 +335,10 @@ def predict(
     handle = _check_model(model)
     _check_callable(predict_fn, "predict_fn", "(params, inputs)")
     emitter = Emitter(
-        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
+        bus,
+        model=handle,
+        params={"verbose": verbose, "epochs": 1, "steps": data_length(data)},
+        collective=collective,
     )
     collected: list[Any] = []
     with (

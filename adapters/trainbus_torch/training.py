@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from trainbus.bus import Bus
+from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
     HistoryLike,
@@ -156,6 +157,8 @@ def fit(
     verbose: int | str = "auto",
     initial_epoch: int = 0,
     bus: Bus | None = None,
+    collective: Collective | Literal["auto"] = "auto",
+    stop_check_every: int | None = None,
 ) -> HistoryLike:
     """Train ``model`` on ``train_data``, sending Keras's lifecycle events.
 
@@ -189,6 +192,12 @@ def fit(
             a callback in ``on_train_begin``, wins).
         bus: Where events go; the :func:`~trainbus.default_bus` if omitted.
             Typed subscribers on it see this run's events.
+        collective: The ranks of a distributed run (docs/distributed.md):
+            ``"auto"`` finds an initialised process group; ``Local()`` runs
+            this process on its own.
+        stop_check_every: In a distributed run, also agree on a stop every
+            this many batches (one collective each time) instead of at the
+            epoch's end only.
 
     Returns:
         The run's History: the last one in ``callbacks`` (trainbus's
@@ -214,6 +223,8 @@ def fit(
     emitter = Emitter(
         bus,
         steps_per_execution=steps_per_execution,
+        collective=collective,
+        stop_check_every=stop_check_every,
         model=handle,
         params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_data)},
     )
@@ -252,6 +263,7 @@ def evaluate(
     metrics: Mapping[str, MetricFn] | None = None,
     verbose: int | str = "auto",
     bus: Bus | None = None,
+    collective: Collective | Literal["auto"] = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``data``: ``TestBegin``, ``TestBatch*``, ``TestEnd``.
 
@@ -269,7 +281,10 @@ def evaluate(
     metric_fns = _check_metrics(metrics)
     device = _module_device(module)
     emitter = Emitter(
-        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
+        bus,
+        model=handle,
+        params={"verbose": verbose, "epochs": 1, "steps": data_length(data)},
+        collective=collective,
     )
     with (
         attach_callbacks(
@@ -289,6 +304,7 @@ def predict(
     callbacks: object | Iterable[object] = (),
     verbose: int | str = "auto",
     bus: Bus | None = None,
+    collective: Collective | Literal["auto"] = "auto",
 ) -> Any:
     """Run ``model`` over ``data``: ``PredictBegin``, ``PredictBatch*``, ``PredictEnd``.
 
@@ -313,7 +329,10 @@ def predict(
     module = _callable_module(handle)
     device = _module_device(module)
     emitter = Emitter(
-        bus, model=handle, params={"verbose": verbose, "epochs": 1, "steps": data_length(data)}
+        bus,
+        model=handle,
+        params={"verbose": verbose, "epochs": 1, "steps": data_length(data)},
+        collective=collective,
     )
     collected: list[Any] = []
     with (

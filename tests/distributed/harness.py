@@ -1,9 +1,11 @@
 """Run a function on several processes joined by a gloo process group, or a script under torchrun.
 
 A hang is a fast failure: each rank's process group has a short timeout, the
-ranks run with ``TORCH_DISTRIBUTED_DEBUG=DETAIL`` (collectives that do not match
-fail in milliseconds instead of waiting), and the parent joins them with a
-deadline and kills what is left. A launch costs 20-35 s on a 2-core machine
+ranks run with ``TORCH_DISTRIBUTED_DEBUG=DETAIL`` where they can (collectives that
+do not match then fail in milliseconds instead of waiting; ``DistributedDataParallel``
+crashes with a segmentation fault under it in torch 2.13 on CPU, so launches that
+use DDP pass ``debug="INFO"``), and the parent joins them with a deadline and
+kills what is left. A launch costs 20-35 s on a 2-core machine
 (importing torch in every process), so tests run several scenarios in one.
 
 Example::
@@ -93,6 +95,7 @@ def run_ranks(
     timeout: float = 180.0,
     group_timeout: float = 10.0,
     env: Mapping[str, str] | None = None,
+    debug: str = "DETAIL",
 ) -> list[Outcome]:
     """Run ``target(rank, world, *args)`` on ``world`` spawned processes; their outcomes.
 
@@ -102,9 +105,7 @@ def run_ranks(
     """
     context = multiprocessing.get_context("spawn")
     saved = dict(os.environ)
-    os.environ.update(
-        {"TORCH_DISTRIBUTED_DEBUG": "DETAIL", "PYTHONPATH": PYTHONPATH, **(env or {})}
-    )
+    os.environ.update({"TORCH_DISTRIBUTED_DEBUG": debug, "PYTHONPATH": PYTHONPATH, **(env or {})})
     port = free_port()
     results = context.Queue()
     processes = [
@@ -158,6 +159,7 @@ def torchrun(
     max_restarts: int = 0,
     timeout: float = 180.0,
     env: Mapping[str, str] | None = None,
+    debug: str = "INFO",
 ) -> subprocess.CompletedProcess[str]:
     """Run ``script`` under ``torchrun --standalone`` with ``world`` ranks; its completed process.
 
@@ -177,7 +179,7 @@ def torchrun(
     environment = {
         **os.environ,
         "PYTHONPATH": PYTHONPATH,
-        "TORCH_DISTRIBUTED_DEBUG": "DETAIL",
+        "TORCH_DISTRIBUTED_DEBUG": debug,
         "OMP_NUM_THREADS": "1",
         **(env or {}),
     }
