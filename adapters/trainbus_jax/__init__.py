@@ -11,6 +11,8 @@ for TensorFlow).
 * :class:`JaxOptimizer`: ``learning_rate``/``iterations`` over an optax state
   built with ``optax.inject_hyperparams`` (a new rate reaches the next jitted
   step without recompiling it).
+* :class:`JaxCollective`: trainbus's collectives across JAX processes (found by
+  ``collective="auto"`` once ``jax.distributed`` is initialised).
 * :func:`fit`, :func:`evaluate`, :func:`predict`: Keras's hook order around your
   own (jitted) step functions, logs kept as JAX arrays (no host sync per step).
 """
@@ -19,7 +21,8 @@ from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("jax")
 
+from trainbus_jax.distributed import JaxCollective  # noqa: E402
 from trainbus_jax.model import JaxModel, JaxOptimizer  # noqa: E402
 from trainbus_jax.training import evaluate, fit, predict  # noqa: E402
 
-__all__ = ["JaxModel", "JaxOptimizer", "evaluate", "fit", "predict"]
+__all__ = ["JaxCollective", "JaxModel", "JaxOptimizer", "evaluate", "fit", "predict"]

@@ -67,24 +67,38 @@ def _rank_main(
     group_timeout: float,
     args: tuple[Any, ...],
     results: Any,
+    framework: str,
 ) -> None:
-    import torch.distributed as dist
-
     try:
-        dist.init_process_group(
-            "gloo",
-            init_method=f"tcp://127.0.0.1:{port}",
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=group_timeout),
-        )
+        if framework == "jax":
+            import jax
+
+            jax.distributed.initialize(
+                coordinator_address=f"127.0.0.1:{port}",
+                num_processes=world,
+                process_id=rank,
+                initialization_timeout=int(group_timeout),
+            )
+        else:
+            import torch.distributed as dist
+
+            dist.init_process_group(
+                "gloo",
+                init_method=f"tcp://127.0.0.1:{port}",
+                rank=rank,
+                world_size=world,
+                timeout=datetime.timedelta(seconds=group_timeout),
+            )
         value = target(rank, world, *args)
         results.put((rank, json.dumps(value), None))
-    except BaseException:
+    except BaseException:  # sent to the parent, whatever it is
         results.put((rank, None, traceback.format_exc()))
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if framework == "torch":
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def run_ranks(
@@ -96,22 +110,32 @@ def run_ranks(
     group_timeout: float = 10.0,
     env: Mapping[str, str] | None = None,
     debug: str = "DETAIL",
+    framework: str = "torch",
 ) -> list[Outcome]:
     """Run ``target(rank, world, *args)`` on ``world`` spawned processes; their outcomes.
 
     ``target`` must be importable by the children (a module-level function of a
-    module on ``sys.path``) and return something JSON can hold. Raises
-    ``AssertionError`` if a rank neither returns nor fails within ``timeout``.
+    module on ``sys.path``) and return something JSON can hold. The processes
+    join a gloo process group (``framework="torch"``) or JAX's distributed
+    runtime on the CPU (``framework="jax"``). Raises ``AssertionError`` if a
+    rank neither returns nor fails within ``timeout``.
     """
     context = multiprocessing.get_context("spawn")
     saved = dict(os.environ)
-    os.environ.update({"TORCH_DISTRIBUTED_DEBUG": debug, "PYTHONPATH": PYTHONPATH, **(env or {})})
+    os.environ.update(
+        {
+            "TORCH_DISTRIBUTED_DEBUG": debug,
+            "PYTHONPATH": PYTHONPATH,
+            "JAX_PLATFORMS": "cpu",
+            **(env or {}),
+        }
+    )
     port = free_port()
     results = context.Queue()
     processes = [
         context.Process(
             target=_rank_main,
-            args=(target, rank, world, port, group_timeout, tuple(args), results),
+            args=(target, rank, world, port, group_timeout, tuple(args), results, framework),
             daemon=True,
         )
         for rank in range(world)
