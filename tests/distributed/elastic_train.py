@@ -16,6 +16,7 @@ preempted machine would. Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--kill-rank", type=int, default=-1)
     parser.add_argument("--kill-epoch", type=int, default=-1)
     args = parser.parse_args()
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     try:
         result = train(args.backup, args.kill_rank, args.kill_epoch)
         args.out.mkdir(parents=True, exist_ok=True)

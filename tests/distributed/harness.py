@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import multiprocessing
@@ -175,6 +176,35 @@ def run_ranks(
     return [outcomes[rank] for rank in range(world)]
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, their children and so on (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it.
+
+    torchrun starts each worker in a session of its own, so killing the
+    launcher's process group would leave hung workers behind (holding the
+    output pipe open).
+    """
+    for each in [pid, *descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
+
+
 def torchrun(
     script: Path,
     world: int,
@@ -189,6 +219,12 @@ def torchrun(
 
     The launcher and its workers run in a process group of their own, killed as
     a whole if they outlast ``timeout`` (then ``AssertionError``).
+
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: by default torchrun's agent keeps one
+    store across restarts, and a restarted worker can read a dead peer's address
+    from the attempt before and fail to connect (pytorch/pytorch#135712; seen
+    here as gloo's "connectFullMesh ... Connection refused" on about one restart
+    in three). docs/distributed.md tells users the same.
     """
     command = [
         sys.executable,
@@ -205,6 +241,7 @@ def torchrun(
         "PYTHONPATH": PYTHONPATH,
         "TORCH_DISTRIBUTED_DEBUG": debug,
         "OMP_NUM_THREADS": "1",
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
         **(env or {}),
     }
     process = subprocess.Popen(
@@ -218,7 +255,7 @@ def torchrun(
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        kill_tree(process.pid)
+        output, _ = process.communicate(timeout=30)
         raise AssertionError(f"torchrun {script.name} ran past {timeout} s:\n{output}") from None
     return subprocess.CompletedProcess(command, process.returncode, output, "")
