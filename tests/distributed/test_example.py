@@ -1,4 +1,4 @@
-"""examples/distributed_torch.py runs under torchrun as its docstring says, with what it promises."""
+"""examples/distributed_torch.py runs under torchrun as its docstring says, and keeps its promises."""
 
 from __future__ import annotations
 
