@@ -1,4 +1,4 @@
-"""examples/distributed_torch.py runs under torchrun as its docstring says, and keeps its promises."""
+"""examples/distributed_torch.py under torchrun: one decision on every rank, one set of files."""
 
 from __future__ import annotations
 
