@@ -15,6 +15,9 @@ for TensorFlow).
   (found by ``collective="auto"`` once the process group is initialised).
 * :func:`fit`, :func:`evaluate`, :func:`predict`: Keras's hook order on a plain
   PyTorch model, logs kept as detached tensors (no host sync per step).
+  The step is open (:mod:`trainbus_torch.step`): a ``TorchModel`` subclass may
+  override ``train_step``/``test_step``/``predict_step``, and ``fit`` takes
+  ``precision``, ``clip_norm``/``clip_value``, ``accumulate`` and ``scheduler``.
 """
 
 from trainbus.fitting import prefer_keras_backend

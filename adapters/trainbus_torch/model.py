@@ -286,6 +286,51 @@ class TorchModel:
     def __bool__(self) -> bool:
         return True
 
+    # -- the steps fit/evaluate/predict call ---------------------------------------------
+
+    _builtin_steps: Any = None  # trainbus_torch.step.BuiltinSteps, set by the running loop
+
+    def train_step(self, batch: Any) -> Mapping[str, Any]:
+        """Train on one batch and return its logs; ``fit`` calls it once per batch.
+
+        Override it in a subclass (as in Keras) to change what a step does. The
+        ``batch`` is what the data yields, already on the module's device; return
+        a mapping of log names to values (``{"loss": loss.detach(), ...}``):
+        they reach the batch logs and are averaged into the epoch logs. This
+        default is ``fit``'s built-in step (forward, loss, ``zero_grad``,
+        ``backward``, ``step``, with ``fit``'s ``precision``, ``clip_*`` and
+        ``accumulate`` options), callable as ``super().train_step(batch)``
+        while ``fit`` runs.
+        """
+        return self._builtin("train").train(batch)  # type: ignore[no-any-return]
+
+    def test_step(self, batch: Any) -> Mapping[str, Any]:
+        """Evaluate one batch and return its logs (``fit``'s validation and ``evaluate``).
+
+        Called under ``torch.no_grad()`` and ``module.eval()``, with the batch
+        on the module's device; the default computes the loss and the metrics.
+        """
+        return self._builtin("test").test(batch)  # type: ignore[no-any-return]
+
+    def predict_step(self, batch: Any) -> Any:
+        """Return one batch's outputs (``predict`` concatenates them).
+
+        Called under ``torch.no_grad()`` and ``module.eval()``, with the batch
+        on the module's device; the default calls the module on the batch's
+        inputs (its first item when it is a tuple or list of 1 to 3).
+        """
+        return self._builtin("predict").predict(batch)
+
+    def _builtin(self, kind: str) -> Any:
+        steps = self._builtin_steps
+        if steps is None or getattr(steps, kind) is None:
+            loop = {"train": "fit()", "test": "fit() or evaluate()", "predict": "predict()"}[kind]
+            raise RuntimeError(
+                f"TorchModel.{kind}_step runs inside trainbus_torch.{loop}, which gives it "
+                f"the loss function, optimizer and options; it was called outside"
+            )
+        return steps
+
     # -- weights -----------------------------------------------------------------------
 
     def _tensors(self) -> dict[str, torch.Tensor]:

@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -62,6 +63,16 @@ from trainbus.fitting import (
 )
 from trainbus.logs import Logs, register_converter
 from trainbus.means import plain_sum, register_reducer
+from trainbus_torch.step import (
+    BuiltinSteps,
+    Compute,
+    Step,
+    TrainSteps,
+    eval_step,
+    installed,
+    prediction_step,
+)
+from trainbus_torch.step_options import check_step_options
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 """``loss_fn(outputs, targets)``: a scalar tensor (``backward()`` is called on it)."""
@@ -159,6 +170,13 @@ def fit(
     bus: Bus | None = None,
     collective: Collective | Literal["auto"] = "auto",
     stop_check_every: int | None = None,
+    precision: Literal["bf16", "fp16"] | None = None,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    accumulate: int = 1,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scheduler_interval: Literal["batch", "epoch"] = "epoch",
+    scheduler_monitor: str = "val_loss",
 ) -> HistoryLike:
     """Train ``model`` on ``train_data``, sending Keras's lifecycle events.
 
@@ -198,6 +216,27 @@ def fit(
         stop_check_every: In a distributed run, also agree on a stop every
             this many batches (one collective each time) instead of at the
             epoch's end only.
+        precision: Mixed precision for the built-in step (docs/torch.md):
+            ``"bf16"`` or ``"fp16"`` run forward and loss (training and
+            validation) under ``torch.autocast``; ``"fp16"`` adds a
+            ``torch.amp.GradScaler``. ``None``: full precision.
+        clip_norm: Clip the gradients' total norm to this (``clip_grad_norm_``),
+            after unscaling, before the optimizer steps.
+        clip_value: Clip every gradient element to ``[-clip_value, clip_value]``.
+        accumulate: Micro-batches per optimizer step; each loss is divided by
+            the group's length. One group is one batch for the callbacks
+            (events, ``step``, ``params["steps"]``); a shorter last group at the
+            epoch's end is stepped on. ``steps_per_execution`` counts groups.
+        scheduler: A torch LR scheduler on ``optimizer``, stepped after the
+            optimizer step (``scheduler_interval="batch"``) or after each
+            epoch's ``on_epoch_end`` callbacks (``"epoch"``). torch's
+            ``ReduceLROnPlateau`` steps on the epoch log ``scheduler_monitor``.
+        scheduler_interval: ``"batch"`` or ``"epoch"``.
+        scheduler_monitor: The epoch log torch's ``ReduceLROnPlateau`` reads.
+
+    A ``TorchModel`` subclass that overrides ``train_step``/``test_step`` has
+    them called instead of the built-in steps (trainbus_torch.step); the
+    step options apply where it calls ``super().train_step(batch)``.
 
     Returns:
         The run's History: the last one in ``callbacks`` (trainbus's
@@ -219,6 +258,22 @@ def fit(
         check_reiterable(validation_data, "validation_data")
     check_reiterable(train_data, "train_data")
     device = _module_device(module)
+    options = check_step_options(
+        stepper,
+        device,
+        precision=precision,
+        clip_norm=clip_norm,
+        clip_value=clip_value,
+        accumulate=accumulate,
+        scheduler=scheduler,
+        scheduler_interval=scheduler_interval,
+        scheduler_monitor=scheduler_monitor,
+    )
+    move = functools.partial(_to_device, device=device)
+    steps = TrainSteps(
+        handle, module, stepper, _compute(module, loss_fn, metric_fns), move, options
+    )
+    train_batches = steps.batches(train_data)
 
     emitter = Emitter(
         bus,
@@ -226,30 +281,25 @@ def fit(
         collective=collective,
         stop_check_every=stop_check_every,
         model=handle,
-        params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_data)},
+        params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_batches)},
     )
     run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
 
     with (
-        attach_callbacks(emitter, run.callbacks),
+        attach_callbacks(emitter, [*run.callbacks, *steps.callbacks]),
+        installed(handle, steps.builtin),
         emitter.training(
-            epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_data)
+            epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_batches)
         ) as epoch_indices,
     ):
         for _ in epoch_indices:
             module.train()
-            for batch in emitter.batches(train_data, samples=sample_count):
-                inputs, targets = _to_device(_split_batch(batch), device)
-                outputs = module(inputs)
-                loss = loss_fn(outputs, targets)
-                stepper.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                stepper.step()
-                emitter.log(loss=loss.detach(), **_metric_values(metric_fns, outputs, targets))
+            for batch in emitter.batches(train_batches, samples=steps.samples):
+                emitter.log(**steps.train(batch))
             module.eval()
             if validation_data is not None:
                 with torch.no_grad():
-                    _test_loop(emitter, module, loss_fn, metric_fns, validation_data, device)
+                    _test_loop(emitter, steps.test, validation_data)
     assert run.history is not None
     return run.history
 
@@ -280,6 +330,8 @@ def evaluate(
     module = _callable_module(handle)
     metric_fns = _check_metrics(metrics)
     device = _module_device(module)
+    move = functools.partial(_to_device, device=device)
+    test_step, builtin = eval_step(handle, _compute(module, loss_fn, metric_fns), move)
     emitter = Emitter(
         bus,
         model=handle,
@@ -290,10 +342,11 @@ def evaluate(
         attach_callbacks(
             emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
         ),
+        installed(handle, BuiltinSteps(test=builtin)),
         _eval_mode(module),
         torch.no_grad(),
     ):
-        _test_loop(emitter, module, loss_fn, metric_fns, data, device)
+        _test_loop(emitter, test_step, data)
     return dict(Logs(emitter.test_logs).items())
 
 
@@ -328,6 +381,8 @@ def predict(
     handle = _as_handle(model, None)
     module = _callable_module(handle)
     device = _module_device(module)
+    move = functools.partial(_to_device, device=device)
+    overridden = prediction_step(handle, move)
     emitter = Emitter(
         bus,
         model=handle,
@@ -339,12 +394,16 @@ def predict(
         attach_callbacks(
             emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
         ),
+        installed(handle, BuiltinSteps(predict=lambda batch: module(_inputs_of(batch)))),
         _eval_mode(module),
         torch.no_grad(),
         emitter.prediction(data) as batches,
     ):
         for batch in batches:
-            outputs = module(_to_device(_inputs_of(batch), device))
+            if overridden is not None:
+                outputs = overridden(batch)
+            else:
+                outputs = module(_to_device(_inputs_of(batch), device))
             emitter.log(outputs=outputs)
             collected.append(outputs)
     if not collected:
@@ -355,21 +414,23 @@ def predict(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _test_loop(
-    emitter: Emitter,
-    module: nn.Module,
-    loss_fn: LossFn,
-    metric_fns: dict[str, MetricFn],
-    data: Iterable[Any],
-    device: torch.device | None,
-) -> None:
+def _test_loop(emitter: Emitter, test_step: Step, data: Iterable[Any]) -> None:
     """One evaluation run (call under ``torch.no_grad()``)."""
     with emitter.evaluation(data, samples=sample_count) as batches:
         for batch in batches:
-            inputs, targets = _to_device(_split_batch(batch), device)
-            outputs = module(inputs)
-            loss = loss_fn(outputs, targets)
-            emitter.log(loss=loss.detach(), **_metric_values(metric_fns, outputs, targets))
+            emitter.log(**test_step(batch))
+
+
+def _compute(module: nn.Module, loss_fn: LossFn, metric_fns: dict[str, MetricFn]) -> Compute:
+    """The built-in steps' forward pass: the loss, and the logs (the loss detached, metrics)."""
+
+    def compute(batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        inputs, targets = _split_batch(batch)
+        outputs = module(inputs)
+        loss = loss_fn(outputs, targets)
+        return loss, {"loss": loss.detach(), **_metric_values(metric_fns, outputs, targets)}
+
+    return compute
 
 
 def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) -> dict[str, Any]:

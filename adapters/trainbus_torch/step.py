@@ -1,0 +1,408 @@
+"""The open training step of ``trainbus_torch.fit``/``evaluate``/``predict``.
+
+Keras's answer: a :class:`~trainbus_torch.model.TorchModel` subclass may
+override ``train_step(batch)``, ``test_step(batch)`` and ``predict_step(batch)``;
+the loops call them when overridden. A step receives one batch as the data
+yields it, already moved to the module's device, and returns its logs (a
+mapping of names to values, ``{"loss": loss.detach(), ...}``; ``predict_step``
+returns the outputs). The default implementations are the built-in steps, so an
+override may call ``super().train_step(batch)``.
+
+The built-in training step does forward, loss, ``zero_grad``, ``backward`` and
+``step``, and applies ``fit``'s options (:mod:`trainbus_torch.step_options`):
+autocast around forward and loss, a ``GradScaler`` for ``fp16``, clipping after
+unscaling, and ``accumulate=k`` micro-batches per optimizer step. With none of
+them it is the plain step, chosen once before the loop: an unused option costs
+nothing per batch.
+
+With ``accumulate=k`` the loop groups the data into lists of ``k`` micro-batches
+(:class:`Groups`; the epoch's last group may be shorter, and the optimizer steps
+on it, its loss divided by its own length). One group is one training batch for
+the callbacks: one ``TrainBatchBegin``/``TrainBatchEnd``, one ``step``, one of
+``params["steps"]``; its logs are the sample-weighted means of its micro-batches'.
+
+Example:
+    >>> import torch
+    >>> from trainbus import Bus
+    >>> from trainbus_torch import TorchModel, fit
+    >>> class Halved(TorchModel):
+    ...     def train_step(self, batch):
+    ...         logs = super().train_step(batch)
+    ...         return {**logs, "half": logs["loss"] / 2}
+    >>> net = torch.nn.Linear(3, 1)
+    >>> data = [(torch.randn(4, 3), torch.randn(4, 1)) for _ in range(3)]
+    >>> model = Halved(net, torch.optim.SGD(net.parameters(), lr=0.1))
+    >>> history = fit(model, None, torch.nn.functional.mse_loss, data, epochs=1,
+    ...               verbose=0, bus=Bus())
+    >>> sorted(history.history)
+    ['half', 'loss']
+    >>> len(Groups(data, 2)), [len(group) for group in Groups(data, 2)]
+    (2, [2, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainbus.callbacks import Callback
+from trainbus.fitting import sample_count
+from trainbus_torch.step_options import StepOptions
+
+Compute = Callable[[Any], tuple[torch.Tensor, dict[str, Any]]]
+"""``compute(batch)``: the loss tensor and the batch's logs (``loss`` detached, metrics)."""
+
+Step = Callable[[Any], Mapping[str, Any]]
+"""A training or test step: one batch in, its logs out."""
+
+
+class BuiltinSteps:
+    """The built-in steps of one run, which a ``TorchModel``'s default methods call.
+
+    ``fit`` installs them on the model handle for the run (:func:`installed`),
+    ``evaluate`` and ``predict`` the ones they have; a step that is not there
+    (``train_step`` outside ``fit``) raises a ``RuntimeError`` saying so.
+    """
+
+    __slots__ = ("predict", "test", "train")
+
+    def __init__(
+        self,
+        train: Step | None = None,
+        test: Step | None = None,
+        predict: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.train = train
+        self.test = test
+        self.predict = predict
+
+
+class _Position:
+    """Where the current micro-batch is in its accumulation group."""
+
+    __slots__ = ("index", "size")
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.size = 1
+
+
+class Groups:
+    """``data``'s batches in lists of ``size`` (the last list may be shorter), re-iterable.
+
+    ``len()`` is the number of groups (rounded up) when ``data`` has a length;
+    without one, ``len()`` raises ``TypeError`` as ``data`` does.
+    """
+
+    def __init__(self, data: Iterable[Any], size: int) -> None:
+        self.data = data
+        self.size = size
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        group: list[Any] = []
+        for batch in self.data:
+            group.append(batch)
+            if len(group) == self.size:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.size)  # type: ignore[arg-type]
+
+
+def group_samples(group: Sequence[Any]) -> int | None:
+    """The samples in a group of micro-batches (``None`` if one of them cannot tell)."""
+    total = 0
+    for batch in group:
+        count = sample_count(batch)
+        if count is None:
+            return None
+        total += count
+    return total
+
+
+def overrides(handle: Any, name: str) -> bool:
+    """Whether ``handle``'s class defines its own ``name`` step (not ``TorchModel``'s)."""
+    from trainbus_torch.model import TorchModel
+
+    method = getattr(type(handle), name, None)
+    return callable(method) and method is not getattr(TorchModel, name, None)
+
+
+class TrainSteps:
+    """What ``fit``'s loop calls: chosen once, from the options and the handle's overrides.
+
+    Attributes:
+        train: ``train(batch)`` → the logs of one training batch (one group with
+            ``accumulate``), the optimizer stepped, a per-batch scheduler too.
+        test: ``test(batch)`` → the logs of one validation batch.
+        samples: How the loop counts a batch's samples for the epoch means.
+        callbacks: Callbacks the run attaches after the others (the per-epoch
+            scheduler).
+        builtin: The built-in steps, for the handle's default methods.
+    """
+
+    def __init__(
+        self,
+        handle: Any,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        compute: Compute,
+        move: Callable[[Any], Any],
+        options: StepOptions,
+    ) -> None:
+        self.options = options
+        autocast = _autocast(options)
+        position = _Position()
+        builtin_train = _builtin_train(module, optimizer, compute, options, autocast, position)
+        builtin_test = _builtin_test(compute, autocast)
+        self.builtin = BuiltinSteps(train=builtin_train, test=builtin_test)
+        self.test = _on_device(
+            _checked(handle.test_step, "test_step")
+            if overrides(handle, "test_step")
+            else builtin_test,
+            move,
+        )
+        one = _on_device(
+            _checked(handle.train_step, "train_step")
+            if overrides(handle, "train_step")
+            else builtin_train,
+            move,
+        )
+        self.samples: Callable[[Any], int | None] = sample_count
+        if options.accumulate > 1:
+            one = _over_groups(one, position)
+            self.samples = group_samples
+        scheduler = options.scheduler
+        if scheduler is not None and options.scheduler_interval == "batch":
+            one = _then_schedule(one, scheduler)
+        self.train: Step = one
+        self.callbacks: list[object] = []
+        if scheduler is not None and options.scheduler_interval == "epoch":
+            self.callbacks.append(_EpochScheduler(scheduler, options))
+
+    def batches(self, data: Iterable[Any]) -> Iterable[Any]:
+        """The training data as the loop iterates it: grouped when accumulating."""
+        return Groups(data, self.options.accumulate) if self.options.accumulate > 1 else data
+
+
+@contextmanager
+def installed(handle: Any, steps: BuiltinSteps) -> Iterator[None]:
+    """Give ``handle``'s default step methods ``steps`` for the block (nested runs restore)."""
+    if not hasattr(handle, "train_step"):  # a duck-typed handle: only TorchModel reads them
+        yield
+        return
+    previous = getattr(handle, "_builtin_steps", None)
+    handle._builtin_steps = steps
+    try:
+        yield
+    finally:
+        handle._builtin_steps = previous
+
+
+def eval_step(handle: Any, compute: Compute, move: Callable[[Any], Any]) -> tuple[Step, Step]:
+    """``evaluate``'s step (the handle's ``test_step`` if overridden) and the built-in one."""
+    builtin = _builtin_test(compute, None)
+    if overrides(handle, "test_step"):
+        return _on_device(_checked(handle.test_step, "test_step"), move), builtin
+    return _on_device(builtin, move), builtin
+
+
+def prediction_step(handle: Any, move: Callable[[Any], Any]) -> Callable[[Any], Any] | None:
+    """``predict``'s step when the handle overrides ``predict_step``, else ``None``."""
+    if overrides(handle, "predict_step"):
+        return _on_device(handle.predict_step, move)
+    return None
+
+
+# -- the built-in steps --------------------------------------------------------------------
+
+
+def _autocast(options: StepOptions) -> Callable[[], AbstractContextManager[Any]] | None:
+    dtype = options.dtype
+    if dtype is None:
+        return None
+    device_type = options.device_type
+    return lambda: torch.autocast(device_type, dtype=dtype)
+
+
+def _builtin_test(
+    compute: Compute, autocast: Callable[[], AbstractContextManager[Any]] | None
+) -> Step:
+    if autocast is None:
+
+        def test_step(batch: Any) -> Mapping[str, Any]:
+            return compute(batch)[1]
+
+        return test_step
+
+    def autocast_test_step(batch: Any) -> Mapping[str, Any]:
+        with autocast():
+            return compute(batch)[1]
+
+    return autocast_test_step
+
+
+def _builtin_train(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute: Compute,
+    options: StepOptions,
+    autocast: Callable[[], AbstractContextManager[Any]] | None,
+    position: _Position,
+) -> Step:
+    if options.plain:
+
+        def plain_step(batch: Any) -> Mapping[str, Any]:
+            loss, logs = compute(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            return logs
+
+        return plain_step
+
+    scaler = torch.amp.GradScaler(options.device_type) if options.scales_gradients else None
+    clip_norm, clip_value = options.clip_norm, options.clip_value
+    clips = clip_norm is not None or clip_value is not None
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    no_sync = getattr(module, "no_sync", None)  # DistributedDataParallel: sync the last only
+    forward = autocast or nullcontext
+
+    def step(batch: Any) -> Mapping[str, Any]:
+        last = position.index == position.size - 1
+        if position.index == 0:
+            optimizer.zero_grad(set_to_none=True)
+        with nullcontext() if last or no_sync is None else no_sync():
+            with forward():
+                loss, logs = compute(batch)
+            if position.size > 1:
+                loss = loss / position.size
+            if scaler is not None:
+                loss = scaler.scale(loss)
+            loss.backward()  # type: ignore[no-untyped-call]
+        if last:
+            if clips:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if clip_norm is not None:
+                    nn.utils.clip_grad_norm_(parameters, clip_norm)
+                if clip_value is not None:
+                    nn.utils.clip_grad_value_(parameters, clip_value)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+        return logs
+
+    return step
+
+
+# -- wrappers chosen once ------------------------------------------------------------------
+
+
+def _on_device(step: Callable[[Any], Any], move: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def on_device(batch: Any) -> Any:
+        return step(move(batch))
+
+    return on_device
+
+
+def _checked(step: Callable[[Any], Any], name: str) -> Step:
+    def checked(batch: Any) -> Mapping[str, Any]:
+        logs = step(batch)
+        if not isinstance(logs, Mapping):
+            raise TypeError(
+                f"{name}(batch) must return its logs as a mapping of names to values "
+                f"(such as {{'loss': loss.detach()}}), got {type(logs).__name__}"
+            )
+        return logs
+
+    return checked
+
+
+def _over_groups(one: Step, position: _Position) -> Step:
+    def group_step(group: Sequence[Any]) -> Mapping[str, Any]:
+        position.size = len(group)
+        results: list[tuple[Mapping[str, Any], int | None]] = []
+        try:
+            for index, batch in enumerate(group):
+                position.index = index
+                results.append((one(batch), sample_count(batch)))
+        finally:
+            position.index, position.size = 0, 1
+        return _weighted_means(results)
+
+    return group_step
+
+
+def _weighted_means(results: Sequence[tuple[Mapping[str, Any], int | None]]) -> dict[str, Any]:
+    """One group's logs: each key's mean over its micro-batches, weighed by their samples."""
+    if len(results) == 1:
+        return dict(results[0][0])
+    counts = [count for _, count in results]
+    weights: list[float] = (
+        [1.0] * len(results) if None in counts else [float(c or 0) for c in counts]
+    )
+    merged: dict[str, Any] = {}
+    for key, last in results[-1][0].items():
+        pairs = [(logs[key], w) for (logs, _), w in zip(results, weights) if key in logs]
+        if not all(isinstance(v, (torch.Tensor, int, float)) for v, _ in pairs):
+            merged[key] = last  # not a number: the last micro-batch's value
+            continue
+        total = sum(w for _, w in pairs)
+        merged[key] = sum(value * (w / total) for value, w in pairs)
+    return merged
+
+
+def _then_schedule(one: Step, scheduler: Any) -> Step:
+    def then_schedule(batch: Any) -> Mapping[str, Any]:
+        logs = one(batch)
+        scheduler.step()
+        return logs
+
+    return then_schedule
+
+
+class _EpochScheduler(Callback):
+    """Steps a torch scheduler after every epoch, after the other callbacks' ``on_epoch_end``."""
+
+    def __init__(self, scheduler: Any, options: StepOptions) -> None:
+        super().__init__()
+        self.scheduler = scheduler
+        self.plateau = options.on_plateau
+        self.monitor = options.scheduler_monitor
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.plateau:
+            self.scheduler.step()
+            return
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise KeyError(
+                f"torch's ReduceLROnPlateau steps on scheduler_monitor={self.monitor!r}, which "
+                f"the epoch logs lack (they have {sorted(logs)}): pass validation_data for a "
+                f"val_ key, or another scheduler_monitor"
+            )
+        self.scheduler.step(float(logs[self.monitor]))
+
+
+__all__ = [
+    "BuiltinSteps",
+    "Compute",
+    "Groups",
+    "Step",
+    "TrainSteps",
+    "eval_step",
+    "group_samples",
+    "installed",
+    "overrides",
+    "prediction_step",
+]
