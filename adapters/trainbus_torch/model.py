@@ -258,6 +258,10 @@ class TorchModel:
         wrapped: The module as given.
         optimizer: The :class:`TorchOptimizer`, or ``None``.
         stop_training: Set by callbacks to stop the run.
+        rng_sources: Random generators ``BackupAndRestore`` saves and restores
+            with each backup besides torch's own (:mod:`trainbus_torch.rng`):
+            :func:`~trainbus_torch.fit` sets it to its ``(train_data,)``, so a
+            shuffling ``DataLoader``'s order resumes where it was.
     """
 
     built = True  # Keras's BackupAndRestore requires a built model
@@ -278,6 +282,7 @@ class TorchModel:
         self.stop_training = False
         self._initial_epoch: int | None = None
         self.history: Any = None
+        self.rng_sources: tuple[object, ...] = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped module (so ``DistributedDataParallel`` syncs gradients)."""

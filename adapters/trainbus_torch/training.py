@@ -219,6 +219,8 @@ def fit(
         check_reiterable(validation_data, "validation_data")
     check_reiterable(train_data, "train_data")
     device = _module_device(module)
+    # BackupAndRestore saves and restores the data order's generators through the handle.
+    handle.rng_sources = (train_data,)
 
     emitter = Emitter(
         bus,
