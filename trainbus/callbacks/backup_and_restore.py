@@ -14,10 +14,12 @@ How a crash can never leave a half-written backup: the files are
 * ``backup-<generation>.keras``: the model, written by ``model.save(path,
   overwrite=True)``, which the model handles make atomic (temp file, fsync,
   rename), under a new name for each save;
-* ``training_metadata.json``: ``{"epoch", "batch", "generation", "step",
-  "stopped", "world_size", "model", "arrays", "states"}``, written with
-  :func:`trainbus.io.atomic_write`. It names the model file it belongs with,
-  and it is the commit point.
+* ``training_metadata.json``: ``{"format", "epoch", "batch", "generation",
+  "step", "stopped", "world_size", "model", "arrays", "states", "rng"}``,
+  written with :func:`trainbus.io.atomic_write`. It names the model file it
+  belongs with, and it is the commit point. ``"rng"`` (format 2) holds one
+  entry per rank: the states of the random generators (:mod:`trainbus.rng`),
+  arrays as base64; a format 1 backup has none and restores without them.
 
 A save writes the new model file first, then the metadata naming it, then
 deletes the model files that no metadata names any more. A crash before the
@@ -58,8 +60,21 @@ rank with the same ``backup_dir``, on a filesystem the ranks share:
   saved global step. A resume is bit-equal to an unbroken run only with the
   same world size (and seed, and data order).
 
+* **Random generators, per rank.** Each rank's generators (Python's
+  ``random``, NumPy's, torch's CPU and CUDA ones, the ``rngs`` passed and the
+  model handle's ``rng_sources``) differ, so each rank's states are saved:
+  every rank sends its own to the primary (one broadcast per rank, at the
+  epoch-end backup, or at the epoch's start for mid-epoch backups), which
+  writes them all; on resume each rank puts back its own. With another world
+  size no RNG state is restored (the data split differs anyway).
+
 Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
 
+* **Random generators are saved and restored,** so a resumed run draws the
+  same dropout masks and shuffles the data as an unbroken one would: it ends
+  bit-equal to it (same seed, same world size). A mid-epoch backup keeps the
+  states of its epoch's start, the point the resumed run starts from. Keras
+  saves none: a resumed run's randomness starts over.
 * **Callback states are saved and restored.** The metadata holds
   :func:`~trainbus.state.collect_states` of every attached callback
   (``EarlyStopping``'s wait and best, ``ModelCheckpoint``'s best,
