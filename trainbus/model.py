@@ -35,7 +35,8 @@ class LearningRate(float):
 
     def numpy(self) -> np.float64:
         """The rate as a NumPy scalar (Keras: ``optimizer.learning_rate.numpy()``)."""
-        return np.float64(self)
+        value: np.float64 = np.float64(float(self))
+        return value
 
     def __repr__(self) -> str:
         return float.__repr__(self)

@@ -238,8 +238,14 @@ class JaxModel:
         self.iterations += 1
 
     def count_params(self) -> int:
-        """How many scalars the parameters hold (Keras's ``model.count_params()``): the params
-        leaves, PRNG keys apart."""
+        """How many scalars the params leaves hold (Keras's ``model.count_params()``).
+
+        PRNG key leaves are not counted.
+
+        Example:
+            >>> JaxModel({"w": jnp.zeros((3, 2)), "b": jnp.zeros(2)}).count_params()
+            8
+        """
         return sum(layer.params for layer in self._layers())
 
     def summary(

@@ -294,8 +294,15 @@ class TorchModel:
         return True
 
     def count_params(self) -> int:
-        """How many scalars the parameters hold (Keras's ``model.count_params()``): every ``nn.Parameter``, frozen ones
-        included; buffers such as batch-norm statistics are not parameters."""
+        """How many scalars the parameters hold (Keras's ``model.count_params()``).
+
+        Every ``nn.Parameter`` counts, frozen ones included; buffers (batch-norm
+        statistics) are not parameters.
+
+        Example:
+            >>> TorchModel(torch.nn.Linear(3, 2)).count_params()
+            8
+        """
         return sum(layer.params for layer in self._layers())
 
     def summary(
@@ -305,7 +312,9 @@ class TorchModel:
 
         See :func:`trainbus.model_summary.render_summary` for the arguments.
         """
-        render_summary(type(self.module).__name__, self._layers(), line_length=line_length, print_fn=print_fn)
+        render_summary(
+            type(self.module).__name__, self._layers(), line_length=line_length, print_fn=print_fn
+        )
 
     def _layers(self) -> list[LayerInfo]:
         """One row per module that holds parameters of its own (frozen ones apart)."""
