@@ -442,3 +442,50 @@ def test_the_primarys_clean_up_leaves_a_newer_backup_another_rank_is_writing(
     assert started.is_set()
     assert seen_after_clean_up == [True]
     assert metadata(folder)["model"] == f"backup-{BATCHES:08d}.keras"
+
+
+def _draw_per_epoch(
+    folder: Path, world: int, crash_at: int | None, save_freq: Any
+) -> list[dict[int, float]]:
+    """Each rank draws from its own generator (seeded by rank) once per epoch; the draws
+    by epoch, per rank. New generators on every call, as in a restarted process."""
+
+    def rank_main(collective: ThreadCollective) -> dict[int, float]:
+        rng = np.random.default_rng(100 + collective.rank)
+        model = NumpyModel({"w": np.zeros(1)})
+        bus = Bus()
+        bus.attach(BackupAndRestore(folder, save_freq=save_freq, rngs=[rng]))
+        emitter = Emitter(bus, model=model, collective=collective)
+        draws: dict[int, float] = {}
+        with emitter.training(epochs=5) as epochs:
+            for epoch in epochs:
+                if epoch == crash_at:
+                    raise CrashError(f"preempted at epoch {epoch}")
+                draws[epoch] = float(rng.random())
+                for _ in emitter.batches(range(BATCHES)):
+                    emitter.log(loss=1.0)
+        return draws
+
+    if crash_at is None:
+        return run_ranks(rank_main, world)
+    errors = errors_by_rank(rank_main, world)
+    assert all(isinstance(error, CrashError) for error in errors), errors
+    return []
+
+
+@pytest.mark.parametrize(("save_freq", "resumed_at"), [("epoch", 3), (2, 2)])
+def test_each_rank_resumes_with_its_own_random_generator_states(
+    tmp_path: Path, save_freq: Any, resumed_at: int
+) -> None:
+    unbroken = _draw_per_epoch(tmp_path / "unbroken", 2, None, save_freq)
+    assert unbroken[0] != unbroken[1]  # the ranks' generators differ
+    folder = tmp_path / "backup"
+    _draw_per_epoch(folder, 2, 3, save_freq)
+    if save_freq != "epoch":  # the last backup was made in the middle of epoch 2
+        assert metadata(folder)["epoch"] == 2
+        assert metadata(folder)["batch"] is not None
+    assert len(metadata(folder)["rng"]) == 2  # one entry per rank
+    resumed = _draw_per_epoch(folder, 2, None, save_freq)
+    for rank in range(2):
+        assert min(resumed[rank]) == resumed_at
+        assert resumed[rank] == {e: d for e, d in unbroken[rank].items() if e >= resumed_at}

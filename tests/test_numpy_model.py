@@ -202,7 +202,10 @@ def test_optimizer_holds_an_assignable_learning_rate() -> None:
     assert model.optimizer.learning_rate == 0.1
     model.optimizer.learning_rate = np.float32(0.5)  # type: ignore[assignment]
     assert model.optimizer.learning_rate == 0.5
-    assert type(model.optimizer.learning_rate) is float
+    rate = model.optimizer.learning_rate  # a float (not a NumPy scalar), with Keras's .numpy()
+    assert isinstance(rate, float)
+    assert not isinstance(rate, np.floating)
+    assert rate.numpy() == np.float64(0.5)
     model.optimizer.learning_rate = 0
     assert model.optimizer.learning_rate == 0.0
     assert make_model(learning_rate=None).optimizer is None

@@ -17,6 +17,31 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 
+class LearningRate(float):
+    """A learning rate as optimizer handles return it: a ``float`` that also has ``.numpy()``.
+
+    Keras's ``optimizer.learning_rate`` is a variable, and callbacks written
+    for Keras read it with ``.numpy()`` (or ``keras.ops.convert_to_numpy``);
+    this value answers both ways, and is a plain ``float`` for everything else
+    (arithmetic, comparisons, ``float()``, JSON).
+
+    Example:
+        >>> rate = LearningRate(0.01)
+        >>> rate.numpy(), rate * 2, rate < 0.1, float(rate), rate
+        (np.float64(0.01), 0.02, True, 0.01, 0.01)
+    """
+
+    __slots__ = ()
+
+    def numpy(self) -> np.float64:
+        """The rate as a NumPy scalar (Keras: ``optimizer.learning_rate.numpy()``)."""
+        value: np.float64 = np.float64(float(self))
+        return value
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
 @runtime_checkable
 class OptimizerHandle(Protocol):
     """The optimizer surface LR callbacks use: a readable, assignable rate."""

@@ -20,13 +20,15 @@ import json
 import math
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trainbus.io import atomic_write
+from trainbus.model import LearningRate
+from trainbus.model_summary import LayerInfo, render_summary
 
 
 class NumpyOptimizer:
@@ -43,9 +45,9 @@ class NumpyOptimizer:
         self.iterations = 0
 
     @property
-    def learning_rate(self) -> float:
-        """The current rate (a non-negative finite float)."""
-        return self._learning_rate
+    def learning_rate(self) -> LearningRate:
+        """The current rate (a non-negative finite float, with Keras's ``.numpy()``)."""
+        return LearningRate(self._learning_rate)
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
@@ -100,6 +102,26 @@ class NumpyModel:
         )
         self.stop_training = False
         self._initial_epoch: int | None = None
+
+    def count_params(self) -> int:
+        """How many scalars the parameters hold (Keras's ``model.count_params()``)."""
+        return sum(layer.params for layer in self._layers())
+
+    def summary(
+        self, line_length: int | None = None, print_fn: Callable[..., object] | None = None
+    ) -> None:
+        """Print a table of the layers and the parameter totals, as Keras's ``model.summary()``.
+
+        See :func:`trainbus.model_summary.render_summary` for the arguments.
+        """
+        render_summary("numpy_model", self._layers(), line_length=line_length, print_fn=print_fn)
+
+    def _layers(self) -> list[LayerInfo]:
+        """One row per named array."""
+        return [
+            LayerInfo(name, "ndarray", [value.shape], int(value.size))
+            for name, value in self.params.items()
+        ]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the arrays, in ``params`` order."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from trainbus import weight_files as files
-from trainbus.model import checked_learning_rate
+from trainbus.model import LearningRate, checked_learning_rate
+from trainbus.model_summary import LayerInfo, render_summary
 
 # optax ships no type information (no py.typed): typed here through a protocol.
 optax: Any = importlib.import_module("optax")
@@ -120,9 +121,10 @@ class JaxOptimizer:
         return injected
 
     @property
-    def learning_rate(self) -> float:
-        """The injected ``learning_rate`` as a float; assigning sets it in the state."""
-        return float(self._require_injected()[0].hyperparams["learning_rate"])
+    def learning_rate(self) -> LearningRate:
+        """The injected ``learning_rate`` as a float (with Keras's ``.numpy()``); assigning
+        sets it in the state."""
+        return LearningRate(float(self._require_injected()[0].hyperparams["learning_rate"]))
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
@@ -234,6 +236,43 @@ class JaxModel:
         if opt_state is not None:
             self.opt_state = opt_state
         self.iterations += 1
+
+    def count_params(self) -> int:
+        """How many scalars the params leaves hold (Keras's ``model.count_params()``).
+
+        PRNG key leaves are not counted.
+
+        Example:
+            >>> JaxModel({"w": jnp.zeros((3, 2)), "b": jnp.zeros(2)}).count_params()
+            8
+        """
+        return sum(layer.params for layer in self._layers())
+
+    def summary(
+        self, line_length: int | None = None, print_fn: Callable[..., object] | None = None
+    ) -> None:
+        """Print a table of the layers and the parameter totals, as Keras's ``model.summary()``.
+
+        See :func:`trainbus.model_summary.render_summary` for the arguments.
+        """
+        render_summary("jax_model", self._layers(), line_length=line_length, print_fn=print_fn)
+
+    def _layers(self) -> list[LayerInfo]:
+        """One row per group of params leaves under the same parent path (a layer's
+        ``kernel`` and ``bias``), typed by the first leaf's dtype."""
+        groups: dict[str, list[Any]] = {}
+        for name, leaf in zip(self.leaf_names(), jax.tree_util.tree_leaves(self.params)):
+            if not _is_key(leaf):
+                groups.setdefault(name.rpartition("/")[0] or name, []).append(leaf)
+        return [
+            LayerInfo(
+                name,
+                str(np.dtype(_dtype_of(leaves[0]))),
+                [tuple(np.shape(leaf)) for leaf in leaves],
+                sum(int(np.size(leaf)) for leaf in leaves),
+            )
+            for name, leaves in groups.items()
+        ]
 
     # -- weights -----------------------------------------------------------------------
 

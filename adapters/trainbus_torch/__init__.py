@@ -13,6 +13,8 @@ for TensorFlow).
   ``torch.optim.Optimizer``.
 * :class:`TorchCollective`: trainbus's collectives over ``torch.distributed``
   (found by ``collective="auto"`` once the process group is initialised).
+* torch's CPU/CUDA generators, ``torch.Generator``, ``DataLoader`` and
+  ``Sampler`` states saved by ``BackupAndRestore`` (:mod:`trainbus_torch.rng`).
 * :func:`fit`, :func:`evaluate`, :func:`predict`: Keras's hook order on a plain
   PyTorch model, logs kept as detached tensors (no host sync per step).
   The step is open (:mod:`trainbus_torch.step`): a ``TorchModel`` subclass may
@@ -24,6 +26,7 @@ from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("torch")
 
+import trainbus_torch.rng  # noqa: E402,F401  (registers torch's generators with trainbus.rng)
 from trainbus_torch.distributed import TorchCollective  # noqa: E402
 from trainbus_torch.model import TorchModel, TorchOptimizer  # noqa: E402
 from trainbus_torch.training import evaluate, fit, predict  # noqa: E402

@@ -60,7 +60,8 @@ import torch
 from torch import nn
 
 from trainbus.io import atomic_write
-from trainbus.model import checked_learning_rate
+from trainbus.model import LearningRate, checked_learning_rate
+from trainbus.model_summary import LayerInfo, render_summary
 from trainbus.weight_files import file_kind, h5py_module, write_npz
 
 FORMAT_VERSION = 1
@@ -126,9 +127,10 @@ class TorchOptimizer:
         self._steps.count = int(value)
 
     @property
-    def learning_rate(self) -> float:
-        """Param group 0's ``lr`` as a float; assigning sets every group's ``lr``."""
-        return float(self.optimizer.param_groups[0]["lr"])
+    def learning_rate(self) -> LearningRate:
+        """Param group 0's ``lr`` as a float (with Keras's ``.numpy()``); assigning sets every
+        group's ``lr``."""
+        return LearningRate(float(self.optimizer.param_groups[0]["lr"]))
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
@@ -258,6 +260,10 @@ class TorchModel:
         wrapped: The module as given.
         optimizer: The :class:`TorchOptimizer`, or ``None``.
         stop_training: Set by callbacks to stop the run.
+        rng_sources: Random generators ``BackupAndRestore`` saves and restores
+            with each backup besides torch's own (:mod:`trainbus_torch.rng`):
+            :func:`~trainbus_torch.fit` sets it to its ``(train_data,)``, so a
+            shuffling ``DataLoader``'s order resumes where it was.
     """
 
     built = True  # Keras's BackupAndRestore requires a built model
@@ -278,6 +284,7 @@ class TorchModel:
         self.stop_training = False
         self._initial_epoch: int | None = None
         self.history: Any = None
+        self.rng_sources: tuple[object, ...] = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the wrapped module (so ``DistributedDataParallel`` syncs gradients)."""
@@ -330,6 +337,44 @@ class TorchModel:
                 f"the loss function, optimizer and options; it was called outside"
             )
         return steps
+
+    def count_params(self) -> int:
+        """How many scalars the parameters hold (Keras's ``model.count_params()``).
+
+        Every ``nn.Parameter`` counts, frozen ones included; buffers (batch-norm
+        statistics) are not parameters.
+
+        Example:
+            >>> TorchModel(torch.nn.Linear(3, 2)).count_params()
+            8
+        """
+        return sum(layer.params for layer in self._layers())
+
+    def summary(
+        self, line_length: int | None = None, print_fn: Callable[..., object] | None = None
+    ) -> None:
+        """Print a table of the layers and the parameter totals, as Keras's ``model.summary()``.
+
+        See :func:`trainbus.model_summary.render_summary` for the arguments.
+        """
+        render_summary(
+            type(self.module).__name__, self._layers(), line_length=line_length, print_fn=print_fn
+        )
+
+    def _layers(self) -> list[LayerInfo]:
+        """One row per module that holds parameters of its own (frozen ones apart)."""
+        layers = []
+        for name, module in self.module.named_modules():
+            own = list(module.parameters(recurse=False))
+            kind = type(module).__name__
+            for trainable in (True, False):
+                chosen = [p for p in own if p.requires_grad == trainable]
+                if chosen:
+                    label = (name or "(root)") + ("" if trainable else " [frozen]")
+                    shapes = [tuple(p.shape) for p in chosen]
+                    count = sum(p.numel() for p in chosen)
+                    layers.append(LayerInfo(label, kind, shapes, count, trainable))
+        return layers
 
     # -- weights -----------------------------------------------------------------------
 

@@ -274,6 +274,8 @@ def fit(
         handle, module, stepper, _compute(module, loss_fn, metric_fns), move, options
     )
     train_batches = steps.batches(train_data)
+    # BackupAndRestore saves and restores the data order's generators through the handle.
+    handle.rng_sources = (train_data,)
 
     emitter = Emitter(
         bus,

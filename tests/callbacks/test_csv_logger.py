@@ -17,7 +17,10 @@ from pydantic import ValidationError
 
 import trainbus.io
 from trainbus import Bus, Emitter
+from trainbus.callbacks.backup_and_restore import BackupAndRestore
+from trainbus.callbacks.base import Callback
 from trainbus.callbacks.csv_logger import CSVLogger
+from trainbus.numpy_model import NumpyModel
 
 keras = pytest.importorskip("keras")
 
@@ -282,3 +285,50 @@ def test_a_filename_that_names_no_file_is_refused_when_built(name: str, tmp_path
     filename = "" if not name else str(tmp_path)
     with pytest.raises(ValueError, match="CSVLogger filename must name a file"):
         CSVLogger(filename)
+
+
+class _FailAtEpochEnd(Callback):
+    """Raises in ``on_epoch_end`` of one epoch: after the CSV row, before the backup."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError("crash after the CSV row of this epoch")
+
+
+def _resumable_run(folder: Path, append: bool, crash: Callback | None = None) -> None:
+    model = NumpyModel({"w": np.zeros(1)})
+    bus = Bus()
+    callbacks: list[Any] = [CSVLogger(folder / "log.csv", append=append)]
+    if crash is not None:
+        callbacks.append(crash)
+    bus.attach([*callbacks, BackupAndRestore(folder / "backup")])
+    emitter = Emitter(bus, model=model)
+    with emitter.training(epochs=5) as epochs:
+        for epoch in epochs:
+            model.params["w"] += 1
+            emitter.log(loss=float(10 - model.params["w"][0]), acc=epoch / 10)
+
+
+@pytest.mark.parametrize("append", [False, True])
+def test_a_resumed_run_continues_the_file_without_repeating_an_epoch(
+    tmp_path: Path, append: bool
+) -> None:
+    unbroken = tmp_path / "unbroken"
+    _resumable_run(unbroken, append)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(RuntimeError, match="crash after the CSV row"):
+        _resumable_run(resumed, append, _FailAtEpochEnd(2))
+    rows = (resumed / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", "0", "1", "2"]  # 2 not backed up
+    _resumable_run(resumed, append)  # resumes at epoch 2
+    assert (resumed / "log.csv").read_bytes() == (unbroken / "log.csv").read_bytes()
+
+
+def test_a_run_that_does_not_resume_still_starts_the_file_over(tmp_path: Path) -> None:
+    _resumable_run(tmp_path, append=False)
+    _resumable_run(tmp_path, append=False)  # the backup was deleted: a new run
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + 5

@@ -188,16 +188,16 @@ def test_only_scalars_are_written(tmp_path: Path) -> None:
 def test_files_are_closed_and_complete_after_an_exception(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tensorboardX
+    from trainbus.callbacks import tensorboard
 
     closed: list[str] = []
-    original_close = tensorboardX.SummaryWriter.close
+    original_close = tensorboard._EventFile.close
 
     def close(self: Any) -> None:
         closed.append(self.logdir)
         original_close(self)
 
-    monkeypatch.setattr(tensorboardX.SummaryWriter, "close", close)
+    monkeypatch.setattr(tensorboard._EventFile, "close", close)
     bus = Bus()
     board = TensorBoard(tmp_path, update_freq=1)
     bus.attach(board)

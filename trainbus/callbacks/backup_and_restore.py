@@ -14,10 +14,12 @@ How a crash can never leave a half-written backup: the files are
 * ``backup-<generation>.keras``: the model, written by ``model.save(path,
   overwrite=True)``, which the model handles make atomic (temp file, fsync,
   rename), under a new name for each save;
-* ``training_metadata.json``: ``{"epoch", "batch", "generation", "step",
-  "stopped", "world_size", "model", "arrays", "states"}``, written with
-  :func:`trainbus.io.atomic_write`. It names the model file it belongs with,
-  and it is the commit point.
+* ``training_metadata.json``: ``{"format", "epoch", "batch", "generation",
+  "step", "stopped", "world_size", "model", "arrays", "states", "rng"}``,
+  written with :func:`trainbus.io.atomic_write`. It names the model file it
+  belongs with, and it is the commit point. ``"rng"`` (format 2) holds one
+  entry per rank: the states of the random generators (:mod:`trainbus.rng`),
+  arrays as base64; a format 1 backup has none and restores without them.
 
 A save writes the new model file first, then the metadata naming it, then
 deletes the model files that no metadata names any more. A crash before the
@@ -58,8 +60,21 @@ rank with the same ``backup_dir``, on a filesystem the ranks share:
   saved global step. A resume is bit-equal to an unbroken run only with the
   same world size (and seed, and data order).
 
+* **Random generators, per rank.** Each rank's generators (Python's
+  ``random``, NumPy's, torch's CPU and CUDA ones, the ``rngs`` passed and the
+  model handle's ``rng_sources``) differ, so each rank's states are saved:
+  every rank sends its own to the primary (one broadcast per rank, at the
+  epoch-end backup, or at the epoch's start for mid-epoch backups), which
+  writes them all; on resume each rank puts back its own. With another world
+  size no RNG state is restored (the data split differs anyway).
+
 Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
 
+* **Random generators are saved and restored,** so a resumed run draws the
+  same dropout masks and shuffles the data as an unbroken one would: it ends
+  bit-equal to it (same seed, same world size). A mid-epoch backup keeps the
+  states of its epoch's start, the point the resumed run starts from. Keras
+  saves none: a resumed run's randomness starts over.
 * **Callback states are saved and restored.** The metadata holds
   :func:`~trainbus.state.collect_states` of every attached callback
   (``EarlyStopping``'s wait and best, ``ModelCheckpoint``'s best,
@@ -136,6 +151,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -143,7 +159,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -158,6 +174,7 @@ from trainbus.events import EpochEnd
 from trainbus.hooks import skippable
 from trainbus.io import atomic_write
 from trainbus.model import save_is_collective
+from trainbus.rng import capture, check_sources, restore
 from trainbus.state import collect_states, restore_states, stateful_callbacks
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
@@ -165,7 +182,9 @@ SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 
 METADATA_NAME = "training_metadata.json"
 PREVIOUS_SUFFIX = ".bkp"
-FORMAT = 1
+FORMAT = 2
+"""The metadata's format: 2 adds ``"rng"``; format 1 backups (no RNG states) still restore."""
+_FORMATS = (1, 2)
 _MODEL_NAME = re.compile(r"backup-(\d{8,})\.keras")
 _ARRAYS_NAME = re.compile(r"backup-(\d{8,})\.arrays\.npz")
 _TEMP_NAME = re.compile(
@@ -173,6 +192,7 @@ _TEMP_NAME = re.compile(
 )
 _GENERATION = re.compile(r"\.?backup-(\d{8,})\.")
 _ARRAY_MARK = "__ndarray__"
+_BASE64_MARK = "__base64__"
 
 T = TypeVar("T")
 
@@ -189,6 +209,7 @@ class _Read:
     metadata: dict[str, Any] | None = None
     states: Any = None
     error: str | None = None
+    rng: Any = None  # one RNG state per saved rank (arrays put back), or None
 
 
 class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
@@ -204,6 +225,14 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         double_checkpoint: Also keep the previous backup, used (with a
             warning) if the latest cannot be read or loaded.
         delete_checkpoint: Delete ``backup_dir`` when training ends normally.
+        rngs: Random generators whose states are saved and restored besides the
+            process-wide ones (Python's ``random``, NumPy's global state, and
+            torch's CPU and CUDA generators once ``trainbus_torch`` is
+            imported): ``np.random.Generator`` objects, and with
+            ``trainbus_torch`` a ``torch.Generator``, a ``DataLoader`` (its
+            generator, its sampler's generator or epoch) or a sampler. The
+            model handle's ``rng_sources`` (``trainbus_torch.fit`` lists its
+            ``train_data`` there) are saved too. See :mod:`trainbus.rng`.
 
     Attributes:
         restored_epoch: The epoch the last restore resumed at (``None``: no
@@ -221,6 +250,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         save_freq: SaveFreq = "epoch",
         double_checkpoint: bool = False,
         delete_checkpoint: bool = True,
+        rngs: Sequence[Any] = (),
     ) -> None:
         super().__init__()
         directory = os.fspath(backup_dir)
@@ -232,6 +262,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         self.save_freq: Literal["epoch"] | int = save_freq
         self.double_checkpoint = double_checkpoint
         self.delete_checkpoint = delete_checkpoint
+        self.rngs = check_sources(rngs)
         self.restored_epoch: int | None = None
         self._callbacks: list[object] = [self]
         self._generation = 0
@@ -244,6 +275,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         self._epoch_start_step = 0  # the global step when the current epoch began
         self._committed: dict[str, Any] | None = None  # the metadata of the backup in use
         self._epoch_ended: tuple[int, int | None] | None = None  # (epoch, batch) to back up
+        self._epoch_rng: list[Any] | None = None  # every rank's RNG states at the epoch's start
         self._skip_batch_hook()
 
     @property
@@ -289,6 +321,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                 self._set_initial_epoch = False
             return
         restore_states(self._callbacks, found.states)
+        self._restore_rng(found.rng)
         self._generation = metadata["generation"]
         step = metadata.get("step", 0)
         if self._emitter is not None:
@@ -314,6 +347,31 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             UserWarning,
             stacklevel=4,
         )
+
+    def _rng_sources(self) -> list[object]:
+        """The generators passed as ``rngs``, then those the model handle lists."""
+        listed = getattr(self.model, "rng_sources", None) or ()
+        return [*self.rngs, *listed]
+
+    def _restore_rng(self, saved: Any) -> None:
+        """Put back this rank's RNG states (a backup without them restores none)."""
+        if not saved:
+            return
+        collective = self._collective()
+        rank = 0 if collective is None else collective.rank
+        if len(saved) != self.world_size or saved[rank] is None:
+            return  # another world size: warned about; the data split differs anyway
+        restore(saved[rank], self._rng_sources())
+
+    def _gather_rng(self, mine: dict[str, Any]) -> list[Any]:
+        """Every rank's RNG states, in rank order (one broadcast per rank)."""
+        collective = self._collective()
+        if collective is None:
+            return [mine]
+        return [
+            collective.broadcast(mine if rank == collective.rank else None, src=rank)
+            for rank in range(collective.world_size)
+        ]
 
     def _check_order(self, epoch_end_order: list[object]) -> None:
         later = epoch_end_order[epoch_end_order.index(self) + 1 :]
@@ -374,7 +432,8 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             metadata = self._read_metadata(path)
             if metadata is None:
                 return _Read()
-            return _Read(metadata, self._states_with_arrays(metadata))
+            states, rng = self._states_with_arrays(metadata)
+            return _Read(metadata, states, rng=rng)
         except CorruptBackupError as error:
             return _Read(error=str(error))
 
@@ -437,16 +496,20 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         result: dict[str, Any] = metadata
         return result
 
-    def _states_with_arrays(self, metadata: Mapping[str, Any]) -> Any:
-        """The saved states, with the arrays kept beside the metadata put back."""
+    def _states_with_arrays(self, metadata: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The saved callback states and RNG states, with the arrays kept beside the
+        metadata put back."""
         name = metadata.get("arrays")
         if name is None:
-            return metadata["states"]
+            return metadata["states"], _decode_arrays(metadata.get("rng"))
         path = os.path.join(self.backup_dir, name)
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
-            return _insert_arrays(metadata["states"], arrays)
+            return (
+                _insert_arrays(metadata["states"], arrays),
+                _decode_arrays(metadata.get("rng")),
+            )
         except (OSError, ValueError, KeyError) as error:
             raise CorruptBackupError(
                 f"cannot read the callbacks' arrays {path!r}: {type(error).__name__}: {error}; "
@@ -531,6 +594,9 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch
         self._epoch_start_step = getattr(self._emitter, "step", 0)
+        if self.save_freq != "epoch":  # a mid-epoch backup re-runs its epoch from the start
+            # Gathered now, so that the mid-epoch saves need no collective of their own.
+            self._epoch_rng = self._gather_rng(capture(self._rng_sources()))
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._current_epoch = epoch + 1
@@ -558,7 +624,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._should_save_on_batch(batch):
             # A resumed run re-runs this epoch from its first batch: the step it began at.
-            self._save(self._current_epoch, batch, self._epoch_start_step)
+            self._save(self._current_epoch, batch, self._epoch_start_step, batch_save=True)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self._epoch_ended = None
@@ -575,12 +641,21 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
 
     # -- saving -----------------------------------------------------------------------
 
-    def _save(self, epoch: int, batch: int | None, step: int) -> None:
-        """Model to a new file, then the metadata naming it, then delete the old model."""
+    def _save(self, epoch: int, batch: int | None, step: int, batch_save: bool = False) -> None:
+        """Model to a new file, then the metadata naming it, then delete the old model.
+
+        ``batch_save``: a mid-epoch backup, which keeps the RNG states of its
+        epoch's start (a resume runs that epoch again from its first batch).
+        """
         generation = self._generation + 1
         name = f"backup-{generation:08d}.keras"
         arrays: dict[str, np.ndarray] = {}
         states = _extract_arrays(collect_states(self._callbacks), arrays)
+        if batch_save and self._epoch_rng is not None:
+            every_rank = self._epoch_rng
+        else:
+            every_rank = self._gather_rng(capture(self._rng_sources()))
+        rng = _encode_arrays(every_rank)
         arrays_name = f"backup-{generation:08d}.arrays.npz" if arrays else None
         metadata: dict[str, Any] = {
             "format": FORMAT,
@@ -593,6 +668,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             "model": name,
             "arrays": arrays_name,
             "states": states,
+            "rng": rng,
         }
         try:
             text = json.dumps(metadata, allow_nan=True)
@@ -752,12 +828,47 @@ def _insert_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return value
 
 
+def _encode_arrays(value: Any) -> Any:
+    """``value`` with each NumPy array as JSON (``{"__base64__", "dtype", "shape"}``): the
+    RNG states are small, and kept in the metadata itself."""
+    if isinstance(value, np.ndarray):
+        data = np.ascontiguousarray(value)
+        return {
+            _BASE64_MARK: base64.b64encode(data.tobytes()).decode("ascii"),
+            "dtype": data.dtype.str,
+            "shape": list(data.shape),
+        }
+    if isinstance(value, Mapping):
+        return {key: _encode_arrays(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_arrays(item) for item in value]
+    return value
+
+
+def _decode_arrays(value: Any) -> Any:
+    """The inverse of :func:`_encode_arrays`."""
+    if isinstance(value, dict):
+        if _BASE64_MARK in value:
+            data = base64.b64decode(value[_BASE64_MARK])
+            array = np.frombuffer(data, dtype=np.dtype(value["dtype"]))
+            return array.reshape(value["shape"]).copy()
+        return {key: _decode_arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_arrays(item) for item in value]
+    return value
+
+
 def _metadata_problem(metadata: Any) -> str:
     """What is wrong with parsed metadata, or ``""``."""
     if not isinstance(metadata, dict):
         return f"expected a JSON object, got {type(metadata).__name__}"
-    if metadata.get("format") != FORMAT:
-        return f"unknown format {metadata.get('format')!r} (expected {FORMAT})"
+    if metadata.get("format") not in _FORMATS:
+        return f"unknown format {metadata.get('format')!r} (expected one of {_FORMATS})"
+    rng = metadata.get("rng")
+    if rng is not None and not (
+        isinstance(rng, list) and all(r is None or isinstance(r, dict) for r in rng)
+    ):
+        return f"'rng' must be a list of one object per rank, or null, got {rng!r}"
     step = metadata.get("step", 0)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         return f"'step' must be a non-negative int, got {step!r}"

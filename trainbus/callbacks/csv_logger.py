@@ -16,6 +16,15 @@ held before, plus every row so far) is rewritten through
 leaves the file as it was after the last complete epoch, never a partial row.
 Rewriting costs time proportional to the file's size, once per epoch.
 
+**A run resumed by** :class:`~trainbus.callbacks.BackupAndRestore` (which sets
+``model._initial_epoch`` before ``on_train_begin``) continues the file, with
+or without ``append``: the rows of the epochs before the resumed one are
+kept, with their header and columns, and the rows at the end of the file for
+the resumed epoch or later ones (written before the crash, after the last
+backup) are dropped, so no epoch appears twice. The file then equals an
+unbroken run's. Keras's ``CSVLogger`` with ``append=False`` would start the
+file over at the resumed epoch.
+
 In a distributed run, attached on every rank, it fixes its columns on every
 rank and writes the file on the primary only (see
 :mod:`trainbus.callbacks.writer`): one header, one row per epoch, holding the
@@ -138,8 +147,12 @@ class CSVLogger(PrimaryWriter, Callback):
         if not self.writes_here:  # another rank of a distributed run: the primary writes
             return
         path = Path(self.filename)
-        existing = self.append and path.exists()
+        resumed = getattr(self.model, "_initial_epoch", None)
+        existing = (self.append or resumed is not None) and path.exists()
         self._data = path.read_bytes() if existing else b""
+        if resumed is not None and self._data:
+            self._data, self.keys = _before_epoch(self._data, resumed, self.sep)
+            self._save()
         self.append_header = not self._data
         if not existing:
             self._save()  # an empty file now, as Keras's open(filename, "w" or "a") leaves
@@ -147,7 +160,7 @@ class CSVLogger(PrimaryWriter, Callback):
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         logs = logs or {}
         first = self.keys is None
-        if self.keys is None:
+        if self.keys is None:  # fixed by the first epoch (or the resumed file's header)
             self.keys = sorted(logs.keys())
             if self.keys and not any(key.startswith("val_") for key in self.keys):
                 self.keys.extend([f"val_{key}" for key in self.keys])
@@ -170,3 +183,26 @@ class CSVLogger(PrimaryWriter, Callback):
     def _save(self) -> None:
         with atomic_write(self.filename, "wb") as handle:
             handle.write(self._data)
+
+
+def _before_epoch(data: bytes, epoch: int, separator: str) -> tuple[bytes, list[str] | None]:
+    r"""The file without its last rows of ``epoch`` or later, and its header's columns.
+
+    Rows are lines (a cell never holds a line break); the rows at the end of
+    the file whose epoch is ``epoch`` or later were written after the backup
+    being resumed, and are run again.
+
+    Example:
+        >>> text = b"epoch,loss\r\n0,0.5\r\n1,0.4\r\n2,0.3\r\n"
+        >>> _before_epoch(text, 2, ",")
+        (b'epoch,loss\r\n0,0.5\r\n1,0.4\r\n', ['loss'])
+    """
+    lines = data.decode("utf-8").splitlines(keepends=True)
+    header = next(csv.reader(lines[:1], delimiter=separator), None)
+    keys = header[1:] if header and header[0] == "epoch" else None
+    while len(lines) > 1:
+        first_cell = lines[-1].split(separator, 1)[0].strip()
+        if not (first_cell.isdigit() and int(first_cell) >= epoch):
+            break
+        lines.pop()
+    return "".join(lines).encode("utf-8"), keys

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import time
@@ -92,6 +93,32 @@ def _scalar(value: Any) -> float | None:
     return None
 
 
+class _EventFile:
+    """One event file, written synchronously: ``flush()`` puts every scalar added so far
+    on disk (``SummaryWriter`` queues them for a thread that its ``flush()`` does not wait
+    for)."""
+
+    def __init__(self, logdir: str, suffix: str) -> None:
+        tensorboardx = _load_tensorboardx()
+        os.makedirs(logdir, exist_ok=True)
+        self.logdir = logdir
+        self._summary = importlib.import_module(f"{tensorboardx.__name__}.summary")
+        self._event = importlib.import_module(f"{tensorboardx.__name__}.proto.event_pb2").Event
+        writers = importlib.import_module(f"{tensorboardx.__name__}.event_file_writer")
+        self._file = writers.EventsWriter(os.path.join(logdir, "events"), suffix)
+
+    def add_scalar(self, tag: str, value: float, global_step: int) -> None:
+        summary = self._summary.scalar(tag, value)
+        event = self._event(summary=summary, wall_time=time.time(), step=int(global_step))
+        self._file.write_event(event)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class TensorBoard(PrimaryWriter, Callback):
     """Write epoch (and optionally batch) scalars for TensorBoard.
 
@@ -140,9 +167,14 @@ class TensorBoard(PrimaryWriter, Callback):
       ``on_test_end``) are not written.
     * Every writer gets its own event file (pid and a counter in the name):
       tensorboardX alone would overwrite a file made in the same second.
-    * Writers are closed in ``on_train_end`` and also in ``on_aborted`` (the
-      loop raised), so event files are complete after a crash; they are
-      flushed at every epoch end.
+    * Every epoch end is durable: the event files are written synchronously
+      (tensorboardX's ``EventsWriter``, without the writer thread of its
+      ``SummaryWriter``) and flushed at every epoch end, so a process killed
+      at any moment (SIGKILL, out of memory) leaves every finished epoch's
+      scalars on disk. ``SummaryWriter.flush()`` would not do: it flushes the
+      file but not the queue its writer thread drains, so the last scalars
+      could still be in memory; only its ``close()`` joins that thread.
+      Writers are also closed in ``on_train_end`` and ``on_aborted``.
     * In a distributed run, attached on every rank, it counts the steps on
       every rank and writes on the primary only (one set of event files,
       holding the global epoch results; batch values are the primary's own).
@@ -202,9 +234,8 @@ class TensorBoard(PrimaryWriter, Callback):
         writer = self._writers.get(name)
         if writer is None:
             # The module is not kept on the instance: the callback stays deep-copyable.
-            writer = _load_tensorboardx().SummaryWriter(
-                logdir=os.path.join(self.log_dir, name),
-                filename_suffix=f".{os.getpid()}.{next(_writer_ids)}",
+            writer = _EventFile(
+                os.path.join(self.log_dir, name), f".{os.getpid()}.{next(_writer_ids)}"
             )
             self._writers[name] = writer
         return writer
@@ -276,7 +307,7 @@ class TensorBoard(PrimaryWriter, Callback):
         self._write("train", "epoch_", train.items(), epoch)
         self._write("validation", "epoch_", validation, epoch)
         for writer in self._writers.values():
-            writer.flush()
+            writer.flush()  # written synchronously: see "Every epoch end is durable"
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self._close()
