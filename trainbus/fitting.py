@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from trainbus.callbacks.history import History
-from trainbus.callbacks.progbar_logger import ProgbarLogger
+from trainbus.callbacks.progbar_logger import ProgbarLogger, resolve_verbose
 from trainbus.emitter import Emitter
 from trainbus.hooks import flatten_callbacks, is_keras_class
 from trainbus.ranks import RanksSpec
@@ -208,8 +208,14 @@ def fit_callbacks(
     emitter's bus; then a :class:`~trainbus.callbacks.ProgbarLogger` unless
     ``verbose`` is 0 or one (trainbus's or Keras's) is present. The History
     returned is the last one found, as in Keras (its ``fit`` keeps the last
-    ``History`` of the list).
+    ``History`` of the list). The bar it adds draws in a terminal and prints a
+    line per epoch anywhere else (a log file, a pipe, a SLURM or CI job), so a
+    ``fit`` whose stderr is not a terminal still shows progress.
+
+    Raises:
+        ValueError: ``verbose`` is not ``"auto"`` or a non-negative int (before anything runs).
     """
+    resolve_verbose(verbose)
     chosen = flatten_callbacks(callbacks)
     check_portable(chosen, adapter)
     present = [*chosen, *emitter.bus.callbacks(emitter)]
