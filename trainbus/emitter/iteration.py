@@ -171,7 +171,8 @@ class Emitter(KerasHooks):
 
         Sends ``TrainBatchBegin``/``TrainBatchEnd`` around each batch (once per
         ``steps_per_execution`` chunk) with the values given to :meth:`log`,
-        and stops early when ``stop_training`` is set.
+        and stops early when ``stop_training`` is set: after the batch, or at
+        the end of the chunk it was set in (as Keras checks it once per chunk).
 
         Args:
             data: Any iterable of batches.
@@ -209,16 +210,24 @@ class Emitter(KerasHooks):
     def _stops_now(self, index: int) -> bool:
         """Whether the training batches end after batch ``index``.
 
-        Alone, when ``stop_training`` is set, as Keras does. With other ranks, a
-        rank that leaves the epoch early would leave the others waiting in the
-        next collective: the stop takes effect at the epoch's end, for every rank
-        at once, or every ``stop_check_every`` batches if that was asked for.
+        Alone, when ``stop_training`` is set, as Keras does: after the batch, or
+        with ``steps_per_execution`` after the chunk, so a stop asked inside a
+        chunk (by its begin hook, or by the loop) lets the chunk's batches run
+        and its end event go out first. With other ranks, a rank that leaves
+        the epoch early would leave the others waiting in the next collective:
+        the stop takes effect at the epoch's end, for every rank at once, or at
+        the end of the first chunk that reaches a multiple of
+        ``stop_check_every`` batches if that was asked for.
         """
         collective = self._synced()
         if collective is None:
-            return self.stop_training
+            # Read only when a stop was asked: nothing more per batch otherwise.
+            return self.stop_training and self._chunk_first is None
         every = self.stop_check_every
-        if every is None or (index + 1) % every:
+        if every is None or self._chunk_first is not None:
+            return False
+        first = index - index % self.steps_per_execution  # chunks start at multiples of it
+        if (index + 1) // every == first // every:  # no multiple of ``every`` in the chunk
             return False
         if sync.any_rank_stops(collective, self.stop_training):
             self.stop_training = True
