@@ -34,6 +34,7 @@ from trainbus.callbacks.progbar_logger import ProgbarLogger, resolve_verbose
 from trainbus.emitter import Emitter
 from trainbus.hooks import flatten_callbacks, is_keras_class
 from trainbus.ranks import RanksSpec
+from trainbus.samples import sample_count as sample_count  # where the adapters import it
 
 
 class HistoryLike(Protocol):
@@ -122,42 +123,6 @@ _UNPORTABLE = {
         "which a {adapter} optimizer does not have; EMA weight swapping is not supported"
     ),
 }
-
-
-def sample_count(batch: Any) -> int | None:
-    """How many samples ``batch`` holds: its first array's leading dimension, as Keras takes it.
-
-    The first array is the first leaf in ``tree.flatten`` order (sequences in
-    order, mappings by sorted key). ``None`` if there is no array with a
-    leading dimension; an empty batch (a leading dimension of 0) raises
-    ``ValueError``.
-
-    Example:
-        >>> import numpy as np
-        >>> sample_count((np.zeros((5, 3)), np.zeros(5)))
-        5
-        >>> sample_count({"y": np.zeros(4), "x": np.zeros((4, 2))})
-        4
-    """
-    while True:
-        if isinstance(batch, (tuple, list)):
-            if not batch:
-                return None
-            batch = batch[0]
-        elif isinstance(batch, dict):
-            if not batch:
-                return None
-            batch = batch[min(batch)]
-        else:
-            shape = getattr(batch, "shape", None)
-            if not shape:
-                return None
-            if not shape[0]:
-                raise ValueError(
-                    f"a batch holds no samples (its first array has shape {tuple(shape)}): "
-                    f"drop empty batches from the data"
-                )
-            return int(shape[0])
 
 
 def check_portable(callbacks: list[object], adapter: str) -> None:
