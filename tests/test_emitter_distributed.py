@@ -103,6 +103,25 @@ def test_stop_check_every_stops_every_rank_at_the_same_batch() -> None:
     assert [s["ends"] for s in seen] == [[(6, 2)]] * 2
 
 
+def test_stop_check_every_inside_a_chunk_checks_at_the_chunks_end_on_every_rank() -> None:
+    def eight(epoch: int, rank: int) -> list[float]:
+        return [1.0] * 8
+
+    seen = run_ranks(
+        lambda c: train(
+            c,
+            [StopOn(rank=1, epoch=0, batch=2)],  # asked at the first chunk's end (batch 2)
+            eight,
+            stop_check_every=4,
+            steps_per_execution=3,
+        ),
+        2,
+    )
+    # Batch 3 is a multiple of 4 inside chunk 3-5: every rank checks once that chunk ends.
+    assert [s["batches"] for s in seen] == [[0] * 6] * 2
+    assert [s["ends"] for s in seen] == [[(6, 1)]] * 2
+
+
 def test_a_lone_process_still_stops_after_the_batch_as_keras_does() -> None:
     seen = train(Local(), [StopOn(rank=0, epoch=1, batch=0)], flat)
     assert seen["batches"] == [0, 0, 0, 0, 1]

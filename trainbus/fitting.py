@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from trainbus.callbacks.history import History
-from trainbus.callbacks.progbar_logger import ProgbarLogger
+from trainbus.callbacks.progbar_logger import ProgbarLogger, resolve_verbose
 from trainbus.emitter import Emitter
 from trainbus.hooks import flatten_callbacks, is_keras_class
 from trainbus.ranks import RanksSpec
+from trainbus.samples import sample_count as sample_count  # where the adapters import it
 
 
 class HistoryLike(Protocol):
@@ -124,42 +125,6 @@ _UNPORTABLE = {
 }
 
 
-def sample_count(batch: Any) -> int | None:
-    """How many samples ``batch`` holds: its first array's leading dimension, as Keras takes it.
-
-    The first array is the first leaf in ``tree.flatten`` order (sequences in
-    order, mappings by sorted key). ``None`` if there is no array with a
-    leading dimension; an empty batch (a leading dimension of 0) raises
-    ``ValueError``.
-
-    Example:
-        >>> import numpy as np
-        >>> sample_count((np.zeros((5, 3)), np.zeros(5)))
-        5
-        >>> sample_count({"y": np.zeros(4), "x": np.zeros((4, 2))})
-        4
-    """
-    while True:
-        if isinstance(batch, (tuple, list)):
-            if not batch:
-                return None
-            batch = batch[0]
-        elif isinstance(batch, dict):
-            if not batch:
-                return None
-            batch = batch[min(batch)]
-        else:
-            shape = getattr(batch, "shape", None)
-            if not shape:
-                return None
-            if not shape[0]:
-                raise ValueError(
-                    f"a batch holds no samples (its first array has shape {tuple(shape)}): "
-                    f"drop empty batches from the data"
-                )
-            return int(shape[0])
-
-
 def check_portable(callbacks: list[object], adapter: str) -> None:
     """Refuse, before anything runs, the Keras callbacks that would fail deep inside Keras.
 
@@ -208,8 +173,14 @@ def fit_callbacks(
     emitter's bus; then a :class:`~trainbus.callbacks.ProgbarLogger` unless
     ``verbose`` is 0 or one (trainbus's or Keras's) is present. The History
     returned is the last one found, as in Keras (its ``fit`` keeps the last
-    ``History`` of the list).
+    ``History`` of the list). The bar it adds draws in a terminal and prints a
+    line per epoch anywhere else (a log file, a pipe, a SLURM or CI job), so a
+    ``fit`` whose stderr is not a terminal still shows progress.
+
+    Raises:
+        ValueError: ``verbose`` is not ``"auto"`` or a non-negative int (before anything runs).
     """
+    resolve_verbose(verbose)
     chosen = flatten_callbacks(callbacks)
     check_portable(chosen, adapter)
     present = [*chosen, *emitter.bus.callbacks(emitter)]

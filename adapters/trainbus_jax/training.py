@@ -212,7 +212,8 @@ def fit(
             batches (the loop still runs every step).
         verbose: Keras's ``verbose``; unless 0 a
             :class:`~trainbus.callbacks.ProgbarLogger` is added when none is
-            given (it draws only on a terminal). In a distributed run the
+            given (a bar per epoch on a terminal, a line per epoch in a log
+            file, pipe or CI job). In a distributed run the
             progress bar, given or added, is attached on the primary rank only.
         initial_epoch: The first epoch index (``model._initial_epoch``, set by
             a callback in ``on_train_begin``, wins).

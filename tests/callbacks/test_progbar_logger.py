@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -179,36 +180,79 @@ def test_verbose_0_prints_nothing() -> None:
 # -- TTY detection and the stream --------------------------------------------------------
 
 
-def test_a_stream_that_is_not_a_terminal_stays_silent_unless_forced() -> None:
+EPOCH_LINE = r"7/7 - \d+s - \d+(s|ms|us)/step - loss: 0\.1852"
+
+
+@pytest.mark.parametrize(
+    ("verbose", "terminal", "expected"),
+    [
+        (0, False, "nothing"),
+        (0, True, "nothing"),
+        (1, False, "lines"),
+        ("auto", False, "lines"),
+        (2, False, "lines"),
+        (1, True, "bars"),
+        ("auto", True, "bars"),
+        (2, True, "lines"),
+    ],
+)
+def test_what_each_verbose_prints_to_a_terminal_and_to_a_log_file(
+    verbose: Any, terminal: bool, expected: str
+) -> None:
+    out = Terminal() if terminal else io.StringIO()
+    train(ProgbarLogger(stream=out), verbose=verbose, epochs=2)
+    text = out.getvalue()
+    if expected == "nothing":
+        assert text == ""
+    elif expected == "lines":
+        # Keras's verbose=2 output: a header and one line per epoch, no redraws
+        assert "\r" not in text
+        lines = text.splitlines()
+        assert len(lines) == 4
+        assert lines[0::2] == ["Epoch 1/2", "Epoch 2/2"]
+        for line in lines[1::2]:
+            assert re.fullmatch(EPOCH_LINE, line), line
+    else:
+        assert "\r" in text  # a bar, redrawn in place
+        lines = screen(text)
+        assert lines[0::2] == ["Epoch 1/2", "Epoch 2/2"]
+        assert all(line.startswith("7/7 |##########|") for line in lines[1::2])
+
+
+def test_force_draws_bars_into_a_stream_that_is_not_a_terminal() -> None:
     out = io.StringIO()
-    train(ProgbarLogger(stream=out))
-    assert out.getvalue() == ""
+    train(ProgbarLogger(stream=out, force=True), epochs=1)
+    assert screen(out.getvalue())[0].startswith("7/7 |##########|")
 
 
 def test_a_terminal_gets_the_bar_without_force() -> None:
     out = Terminal()
     train(ProgbarLogger(stream=out), epochs=1)
-    assert screen(out.getvalue())[0].startswith("7/7 ")
+    assert screen(out.getvalue())[0].startswith("7/7 |")
 
 
 def test_the_default_stream_is_stderr_looked_up_when_the_run_starts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     progbar = ProgbarLogger()
-    train(progbar, epochs=1)  # captured stderr is not a terminal: silent
-    assert capsys.readouterr() == ("", "")
+    train(progbar, epochs=1)  # captured stderr is not a terminal: a line
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.fullmatch(EPOCH_LINE + "\n", err), err
 
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     train(progbar, epochs=1)
-    assert screen(terminal.getvalue())[0].startswith("7/7 ")
+    assert screen(terminal.getvalue())[0].startswith("7/7 |")
     assert capsys.readouterr().out == ""  # nothing on stdout
 
 
 def test_a_closed_stream_counts_as_not_a_terminal() -> None:
-    out = Terminal()
-    out.close()
-    train(ProgbarLogger(stream=out), epochs=1)  # no error
+    out = io.StringIO()
+    out.close()  # its isatty() raises ValueError
+    # no terminal: lines; writing them to the closed stream is the error a user would get
+    with pytest.raises(ValueError, match="closed file"):
+        train(ProgbarLogger(stream=out), epochs=1)
 
 
 # -- aborted runs --------------------------------------------------------------------------
@@ -326,11 +370,35 @@ def test_a_bad_verbose_param_names_it() -> None:
 # -- tqdm is optional ----------------------------------------------------------------------
 
 
-def test_missing_tqdm_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("verbose", [1, "auto"])
+def test_without_tqdm_a_terminal_gets_lines_and_one_warning(
+    monkeypatch: pytest.MonkeyPatch, verbose: Any
+) -> None:
     monkeypatch.setattr(progbar_logger, "_bar_class", None)
     monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm` fail
-    with pytest.raises(ImportError, match="pip install tqdm"):
-        train(ProgbarLogger(stream=io.StringIO(), force=True))
+    out = Terminal()
+    progbar = ProgbarLogger(stream=out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(progbar, verbose=verbose, epochs=2)
+        train(progbar, verbose=verbose, epochs=2)  # a second run: no second warning
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+        "ProgbarLogger's progress bar needs tqdm, which is not installed: pip install tqdm "
+        "(the 'torch' and 'jax' extras of trainbus install it); printing one line per epoch "
+        "instead of a progress bar"
+    ]
+    lines = out.getvalue().splitlines()
+    assert lines[0::2] == ["Epoch 1/2", "Epoch 2/2"] * 2
+    assert all(re.fullmatch(EPOCH_LINE, line) for line in lines[1::2])
+
+
+def test_without_tqdm_lines_need_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progbar_logger, "_bar_class", None)
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(ProgbarLogger(stream=io.StringIO()), epochs=1)  # no terminal
+        train(ProgbarLogger(stream=Terminal()), verbose=2, epochs=1)
 
 
 def test_importing_the_module_does_not_import_tqdm() -> None:
@@ -392,8 +460,15 @@ def test_batch_logs_are_converted_only_when_shown(
 
 
 def test_silent_runs_convert_nothing(conversions: list[str]) -> None:
-    train(ProgbarLogger(stream=io.StringIO()), value=_torch_value)
+    train(ProgbarLogger(stream=Terminal()), verbose=0, value=_torch_value)
     assert conversions == []
+
+
+def test_lines_in_a_log_file_read_only_the_epoch_means(conversions: list[str]) -> None:
+    out = io.StringIO()
+    train(ProgbarLogger(stream=out, interval=0), verbose=1, value=_torch_value)
+    assert conversions == ["item"] * 2  # one epoch mean per epoch, no batch value
+    assert out.getvalue().splitlines()[-1].endswith("loss: 0.1852")
 
 
 # -- a real Keras ProgbarLogger on the same emitter ---------------------------------------

@@ -1,24 +1,27 @@
-"""``ProgbarLogger``: a progress bar per epoch, drawn with tqdm.
+"""``ProgbarLogger``: a progress bar per epoch in a terminal, a line per epoch elsewhere.
 
 Keras's semantics, read from ``params``: ``verbose=1`` (or ``"auto"``) draws one
 bar per epoch, advanced at every batch end and showing the batch logs, the rate
 and the time left; ``verbose=2`` prints one line per epoch at its end, with the
 epoch logs; ``verbose=0`` prints nothing. ``Epoch 3/10`` heads each epoch when
 there is more than one. Validation inside training is silent; a standalone
-evaluation or prediction run gets its own bar.
+evaluation or prediction run gets its own bar (or line).
 
-It writes to ``sys.stderr`` (Keras prints to stdout) and only when that stream is
-a terminal, so logs, pipes and CI output stay clean; pass ``force=True`` to draw
-anyway, for example into a log file or a notebook. tqdm is needed only once a bar
-is drawn (``pip install tqdm``); ``import trainbus`` does not need it.
+It writes to ``sys.stderr`` (Keras prints to stdout). A bar needs a terminal:
+where jobs really run (SLURM, ``nohup``, CI logs, pipes) ``verbose=1`` prints
+the ``verbose=2`` line per epoch instead, so a log file gets one readable line
+an epoch rather than nothing or thousands of redraws; pass ``force=True`` to
+draw bars anyway, for example into a notebook. Bars are drawn with tqdm, which
+the ``torch`` and ``jax`` extras install; without it a terminal gets the line
+per epoch and one warning. ``import trainbus`` does not need tqdm.
 
 Example:
     >>> import io
     >>> from trainbus import Bus, Emitter
     >>> out = io.StringIO()
     >>> bus = Bus()
-    >>> _ = bus.attach(ProgbarLogger(stream=out, force=True))
-    >>> emitter = Emitter(bus, params={"verbose": 2})
+    >>> _ = bus.attach(ProgbarLogger(stream=out))  # not a terminal: a line per epoch
+    >>> emitter = Emitter(bus, params={"verbose": 1})
     >>> with emitter.training(epochs=2) as epochs:
     ...     for epoch in epochs:
     ...         for batch in emitter.batches(range(3)):
@@ -35,6 +38,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Annotated, Any, Protocol
@@ -75,11 +79,17 @@ _bar_class: Any = None
 
 
 def _tqdm() -> Any:
-    """tqdm's bar class, without its monitor thread (imported on first use)."""
+    """tqdm's bar class, without its monitor thread (imported on first use).
+
+    Raises:
+        ImportError: tqdm is not installed (the message says how to install it).
+    """
     global _bar_class
     if _bar_class is None:
         module = import_optional(
-            "tqdm", needed_by="ProgbarLogger", install="pip install tqdm (or 'trainbus[demo]')"
+            "tqdm",
+            needed_by="ProgbarLogger's progress bar",
+            install="pip install tqdm (the 'torch' and 'jax' extras of trainbus install it)",
         )
         # The monitor thread only tunes update(); this callback redraws by itself.
         _bar_class = type("_Bar", (module.tqdm,), {"monitor_interval": 0})
@@ -154,20 +164,32 @@ class ProgbarLogger(PrimaryWriter, Callback):
     """Show training progress: a tqdm bar per epoch, or a line per epoch.
 
     What it shows follows ``params["verbose"]`` (set by the emitter, as Keras's
-    ``fit(verbose=...)``): ``1`` or ``"auto"``, a bar per epoch, advanced by the
-    batches each batch event covers (so it stays right with
-    ``steps_per_execution``) and closed at the epoch's end with the epoch logs;
-    ``2``, one line per epoch, ``7/7 - 1s - 143ms/step - loss: 0.1234``; ``0``,
-    nothing. ``params["steps"]`` is the bar's total (``None``: unknown, shown as
-    ``?`` until the epoch ends).
+    ``fit(verbose=...)``): ``1`` or ``"auto"``, a bar per epoch when the stream
+    is a terminal, advanced by the batches each batch event covers (so it stays
+    right with ``steps_per_execution``) and closed at the epoch's end with the
+    epoch logs, and the ``verbose=2`` line per epoch when it is not; ``2``, one
+    line per epoch, ``7/7 - 1s - 143ms/step - loss: 0.1234``, terminal or not;
+    ``0``, nothing. ``params["steps"]`` is the bar's total (``None``: unknown,
+    shown as ``?`` until the epoch ends).
+
+    =================  ==========================  ==========================
+    ``verbose``        terminal                    file, pipe, CI log
+    =================  ==========================  ==========================
+    ``0``              nothing                     nothing
+    ``1``, ``"auto"``  a bar per epoch             a line per epoch
+    ``2``              a line per epoch            a line per epoch
+    =================  ==========================  ==========================
+
+    A bar needs tqdm; where it is missing, a terminal gets the line per epoch
+    and one ``UserWarning`` saying how to install it.
 
     Args:
         stream: Where to write; ``None`` means ``sys.stderr``, looked up when a
             run starts (so redirections made before it apply). The stream is
             never closed by the callback.
-        force: Draw even when ``stream`` is not a terminal (files, pipes,
-            notebooks, tests). Otherwise a run whose stream is not a TTY is
-            silent, whatever ``verbose`` says.
+        force: With ``verbose=1``, draw bars even when ``stream`` is not a
+            terminal (notebooks, or a log meant to hold every redraw).
+            Otherwise a stream that is not a TTY gets a line per epoch.
         interval: Minimum seconds between two redraws of a bar. The batch logs
             are read (a tensor converted to a number) only when the bar is
             redrawn, and only the values it shows; with ``verbose=2`` never.
@@ -175,8 +197,9 @@ class ProgbarLogger(PrimaryWriter, Callback):
     Arguments are validated when the callback is built; a bad one raises a
     ``pydantic.ValidationError`` (a ``ValueError``) naming it.
 
-    Differences from Keras's ``ProgbarLogger``: output goes to stderr and only
-    to a terminal unless forced; metrics appear in the order the loop logged
+    Differences from Keras's ``ProgbarLogger``: output goes to stderr, and
+    ``verbose=1`` prints lines, not a bar, where the stream is not a terminal
+    (unless forced); metrics appear in the order the loop logged
     them (Keras sorts them); a bar cut short by ``stop_training`` ends at the
     batch reached (Keras jumps to the total); a run that raised leaves its bar
     closed at the batch reached (trainbus's ``on_aborted``); a standalone
@@ -199,6 +222,8 @@ class ProgbarLogger(PrimaryWriter, Callback):
         self.verbose = 1
         self.epochs = 1
         self._out: TextStream | None = None  # the current run's stream; None: silent
+        self._bars = False  # the current run draws bars (else a line per epoch or run)
+        self._warned = False  # the missing-tqdm warning was given
         self._in_fit = False
         self._bar: Any = None
         self._seen = 0  # batches done in the current epoch or run
@@ -283,18 +308,39 @@ class ProgbarLogger(PrimaryWriter, Callback):
     # -- drawing --------------------------------------------------------------------------
 
     def _open_run(self) -> None:
-        """Pick this run's stream, or None when it should stay silent."""
+        """Pick this run's stream (None: silent) and whether it draws bars or lines."""
         self._close_bar()
         stream = self.stream if self.stream is not None else sys.stderr
         quiet = self.verbose == 0 or stream is None or not self.writes_here
-        self._out = None if quiet or not (self.force or _is_terminal(stream)) else stream
+        self._out = None if quiet else stream
+        self._bars = (
+            not quiet
+            and self.verbose == 1
+            and (self.force or _is_terminal(stream))
+            and self._have_tqdm()
+        )
+
+    def _have_tqdm(self) -> bool:
+        """Whether bars can be drawn; if not, warn once (lines are printed instead)."""
+        try:
+            _tqdm()
+        except ImportError as error:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"{error}; printing one line per epoch instead of a progress bar",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return False
+        return True
 
     def _start(self, total: int | None) -> None:
         if self._out is None:
             return
         self._seen = 0
         self._started = self._drawn = time.monotonic()
-        if self.verbose == 1:
+        if self._bars:
             self._bar = _tqdm()(
                 total=total,
                 file=self._out,
@@ -307,7 +353,7 @@ class ProgbarLogger(PrimaryWriter, Callback):
     def _advance(self, batch: int, logs: Mapping[str, Any] | None) -> None:
         self._seen = seen = batch + 1
         bar = self._bar
-        if bar is None:  # verbose=2: count only, the logs are not read
+        if bar is None:  # a line per epoch: count only, the logs are not read
             return
         bar.n = seen  # advances by batch + 1 - previous: a whole steps_per_execution chunk
         now = time.monotonic()

@@ -29,6 +29,7 @@ from trainbus.emitter.keras_hooks import KerasHooks
 from trainbus.emitter.lifecycle import BATCH_STATES, EPOCH, IDLE, TESTING
 from trainbus.errors import EventOrderError
 from trainbus.events import TrainBatchEnd
+from trainbus.samples import SampleCounter, counter
 
 T = TypeVar("T")
 
@@ -165,22 +166,43 @@ class Emitter(KerasHooks):
         data: Iterable[T],
         *,
         steps: int | None = None,
-        samples: Callable[[T], float | None] | None = None,
+        samples: SampleCounter[T] = "auto",
     ) -> Iterator[T]:
         """Iterate ``data`` as training batches of the open epoch.
 
         Sends ``TrainBatchBegin``/``TrainBatchEnd`` around each batch (once per
         ``steps_per_execution`` chunk) with the values given to :meth:`log`,
-        and stops early when ``stop_training`` is set.
+        and stops early when ``stop_training`` is set: after the batch, or at
+        the end of the chunk it was set in (as Keras checks it once per chunk).
 
         Args:
             data: Any iterable of batches.
             steps: Take at most this many batches.
-            samples: Counts a batch's samples (for example
-                ``lambda batch: len(batch[0])``); the epoch means then weigh each
-                batch by its count, as Keras does, so a short last batch counts
-                for what it holds.
+            samples: How the epoch means weigh each batch. ``"auto"`` (the
+                default): by its sample count, the leading dimension of its
+                first array (:func:`trainbus.samples.sample_count`, as Keras and
+                ``fit`` count), so a short last batch counts for what it holds; a
+                batch with no array (a number, a string) counts once. A function
+                of the batch (``lambda batch: len(batch["ids"])``): by what it
+                returns. ``None``: every batch counts once, whatever its size.
+
+        Raises:
+            TypeError: ``samples`` is none of these.
+            ValueError: with ``"auto"``, a batch whose first array is empty.
+
+        Example:
+            >>> import numpy as np
+            >>> from trainbus import Bus
+            >>> emitter = Emitter(Bus())
+            >>> data = [np.ones((4, 2)), np.ones((4, 2)), np.ones((2, 2))]  # a short last batch
+            >>> with emitter.training(epochs=1) as epochs:
+            ...     for epoch in epochs:
+            ...         for x in emitter.batches(data):
+            ...             emitter.log(loss=float(len(x)))  # 4.0, 4.0, 2.0
+            >>> emitter.epoch_logs  # (4*4 + 4*4 + 2*2) / 10 samples
+            {'loss': 3.6}
         """
+        count = counter(samples)
         self._recover_abandoned()
         learn = self.params.get("steps") is None or self._steps_source == "data"
         if learn and self._last == -1 and self._state == EPOCH:
@@ -191,7 +213,7 @@ class Emitter(KerasHooks):
         token = object()
         for item in _take(data, steps):
             index = self._last + 1
-            weight = None if samples is None else samples(item)
+            weight = None if count is None else count(item)
             self.on_train_batch_begin(index)
             self._open_iterator = token
             try:
@@ -209,16 +231,24 @@ class Emitter(KerasHooks):
     def _stops_now(self, index: int) -> bool:
         """Whether the training batches end after batch ``index``.
 
-        Alone, when ``stop_training`` is set, as Keras does. With other ranks, a
-        rank that leaves the epoch early would leave the others waiting in the
-        next collective: the stop takes effect at the epoch's end, for every rank
-        at once, or every ``stop_check_every`` batches if that was asked for.
+        Alone, when ``stop_training`` is set, as Keras does: after the batch, or
+        with ``steps_per_execution`` after the chunk, so a stop asked inside a
+        chunk (by its begin hook, or by the loop) lets the chunk's batches run
+        and its end event go out first. With other ranks, a rank that leaves
+        the epoch early would leave the others waiting in the next collective:
+        the stop takes effect at the epoch's end, for every rank at once, or at
+        the end of the first chunk that reaches a multiple of
+        ``stop_check_every`` batches if that was asked for.
         """
         collective = self._synced()
         if collective is None:
-            return self.stop_training
+            # Read only when a stop was asked: nothing more per batch otherwise.
+            return self.stop_training and self._chunk_first is None
         every = self.stop_check_every
-        if every is None or (index + 1) % every:
+        if every is None or self._chunk_first is not None:
+            return False
+        first = index - index % self.steps_per_execution  # chunks start at multiples of it
+        if (index + 1) // every == first // every:  # no multiple of ``every`` in the chunk
             return False
         if sync.any_rank_stops(collective, self.stop_training):
             self.stop_training = True
@@ -230,17 +260,19 @@ class Emitter(KerasHooks):
         data: Iterable[T],
         *,
         steps: int | None = None,
-        samples: Callable[[T], float | None] | None = None,
+        samples: SampleCounter[T] = "auto",
     ) -> Iterator[T]:
         """Iterate ``data`` as an evaluation run: ``TestBegin`` ... ``TestEnd``.
 
         Inside an epoch the results (means of the values given to :meth:`log`,
-        weighed by ``samples`` as in :meth:`batches`) go into the epoch logs
-        with a ``val_`` prefix; they are also in :attr:`test_logs`.
+        weighed by ``samples`` as in :meth:`batches`: by default each batch's
+        leading dimension) go into the epoch logs with a ``val_`` prefix; they
+        are also in :attr:`test_logs`.
         """
+        count = counter(samples)
         self.on_test_begin(steps=_known_length(data, steps))
         yield from self._run_batches(
-            data, steps, self.on_test_batch_begin, self.on_test_batch_end, samples
+            data, steps, self.on_test_batch_begin, self.on_test_batch_end, count
         )
         self.on_test_end()
 
@@ -261,7 +293,7 @@ class Emitter(KerasHooks):
         data: Iterable[T],
         *,
         steps: int | None = None,
-        samples: Callable[[T], float | None] | None = None,
+        samples: SampleCounter[T] = "auto",
     ) -> Iterator[Iterator[T]]:
         """:meth:`test_batches` in a block that knows how it ended.
 
