@@ -56,7 +56,7 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
     """
     if isinstance(batch, (tuple, list)) and not hasattr(batch, "_fields"):
         if 1 <= len(batch) <= 3:
-            return (*batch, *[None] * (3 - len(batch)))  # type: ignore[return-value]
+            return (*batch, *[None] * (3 - len(batch)))
         raise ValueError(
             "a batch must be x, (x,), (x, y) or (x, y, sample_weight), got a "
             f"{type(batch).__name__} of {len(batch)} items"

@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainbus import Bus
 from trainbus_torch import evaluate, fit
+
+F = torch.nn.functional
 
 
 class Recorder(keras.callbacks.Callback):
@@ -85,18 +86,31 @@ def trainbus_run(x: Any, y: Any, **kwargs: Any) -> Any:
 
 
 CASES = {
-    "batch_size": dict(epochs=2, batch_size=16, shuffle=False),
-    "default_batch_size": dict(epochs=1, shuffle=False),
-    "validation_split": dict(epochs=2, batch_size=16, shuffle=False, validation_split=0.25),
-    "validation_freq": dict(
-        epochs=4, batch_size=32, shuffle=False, validation_split=0.2, validation_freq=2
-    ),
-    "steps_per_epoch": dict(epochs=4, batch_size=16, shuffle=False, steps_per_epoch=3),
-    "steps_per_epoch_only": dict(epochs=2, shuffle=False, steps_per_epoch=4),
-    "validation_steps": dict(
-        epochs=2, batch_size=8, shuffle=False, validation_split=0.3, validation_steps=2
-    ),
-    "class_weight": dict(epochs=2, batch_size=16, shuffle=False, class_weight={0: 1.0, 1: 3.0}),
+    "batch_size": {"epochs": 2, "batch_size": 16, "shuffle": False},
+    "default_batch_size": {"epochs": 1, "shuffle": False},
+    "validation_split": {"epochs": 2, "batch_size": 16, "shuffle": False, "validation_split": 0.25},
+    "validation_freq": {
+        "epochs": 4,
+        "batch_size": 32,
+        "shuffle": False,
+        "validation_split": 0.2,
+        "validation_freq": 2,
+    },
+    "steps_per_epoch": {"epochs": 4, "batch_size": 16, "shuffle": False, "steps_per_epoch": 3},
+    "steps_per_epoch_only": {"epochs": 2, "shuffle": False, "steps_per_epoch": 4},
+    "validation_steps": {
+        "epochs": 2,
+        "batch_size": 8,
+        "shuffle": False,
+        "validation_split": 0.3,
+        "validation_steps": 2,
+    },
+    "class_weight": {
+        "epochs": 2,
+        "batch_size": 16,
+        "shuffle": False,
+        "class_weight": {0: 1.0, 1: 3.0},
+    },
 }
 
 
@@ -115,13 +129,13 @@ def test_same_batches_hooks_and_losses_as_keras_fit(case: str) -> None:
 def test_validation_data_arrays_and_sample_weight_match_keras() -> None:
     x, y = arrays()
     weights = np.linspace(0.0, 2.0, 100).astype(np.float32)
-    kwargs = dict(
-        epochs=3,
-        batch_size=20,
-        shuffle=False,
-        sample_weight=weights,
-        validation_data=(x[:30], y[:30], weights[:30]),
-    )
+    kwargs = {
+        "epochs": 3,
+        "batch_size": 20,
+        "shuffle": False,
+        "sample_weight": weights,
+        "validation_data": (x[:30], y[:30], weights[:30]),
+    }
     ours, our_history, start = trainbus_run(x, y, **kwargs)
     theirs, their_history = keras_run(x, y, start, **kwargs)
     assert ours.calls == theirs.calls
@@ -138,7 +152,7 @@ def linear() -> tuple[nn.Linear, torch.optim.Optimizer]:
 def test_weighted_loss_is_sum_of_weighted_losses_over_the_batch() -> None:
     x, y = arrays(8)
     weights = np.arange(8, dtype=np.float32)
-    net, optimizer = linear()
+    net, _optimizer = linear()
     with torch.no_grad():
         per_sample = ((net(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2).squeeze(1).numpy()
     expected = float((per_sample * weights).sum() / 8)
