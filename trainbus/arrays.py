@@ -156,7 +156,7 @@ def split_arrays(arrays: tuple[Any, ...], validation_split: float) -> tuple[Any,
         >>> import numpy as np
         >>> train, val = split_arrays((np.arange(10), None), 0.25)
         >>> train[0].tolist(), val[0].tolist(), val[1]
-        ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9], None)
+        ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9], None)
     """
     if isinstance(validation_split, bool) or not 0 < float(validation_split) < 1:
         raise ValueError(
