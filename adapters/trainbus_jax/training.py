@@ -52,7 +52,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import jax
@@ -60,13 +60,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from trainbus.bus import Bus
+from trainbus.data import eval_data, fit_data
 from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
     HistoryLike,
     attach_callbacks,
     check_epochs,
-    check_reiterable,
     data_length,
     eval_callbacks,
     fit_callbacks,
@@ -177,11 +177,22 @@ register_reducer(_ARRAY_TYPE, sum_of_arrays)
 def fit(
     train_step: TrainStep,
     model: JaxModel,
-    train_data: Iterable[Any],
+    train_data: Any,
+    y: Any = None,
     *,
     epochs: int,
     eval_step: EvalStep | None = None,
-    validation_data: Iterable[Any] | None = None,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    sample_weight: Any = None,
+    class_weight: Mapping[int, float] | None = None,
+    steps_per_epoch: int | None = None,
+    validation_data: Any = None,
+    validation_split: float = 0.0,
+    validation_steps: int | None = None,
+    validation_batch_size: int | None = None,
+    validation_freq: int | Collection[int] = 1,
     callbacks: object | Iterable[object] = (),
     steps_per_execution: int = 1,
     verbose: int | str = "auto",
@@ -200,12 +211,30 @@ def fit(
             params and the optimizer state; updated after every step
             (:meth:`~trainbus_jax.model.JaxModel.update`). Callbacks
             see it as ``self.model``.
-        train_data: Any re-iterable of batches (a list), iterated once per
-            epoch; each batch goes to ``train_step`` as it is.
+        train_data: Arrays or batches (docs/jax.md, "Data"): ``x`` with ``y``
+            (JAX or NumPy arrays), a tuple ``(x, y)`` or ``(x, y,
+            sample_weight)`` of arrays, cut into ``(x, y)`` batches (``(x, y,
+            w)`` with sample or class weights: the step applies them), or any
+            re-iterable of batches (a list), iterated once per epoch; each
+            batch goes to ``train_step`` as it is.
+        y: The targets when ``train_data`` is the inputs ``x``.
         epochs: The total number of epochs (Keras's ``epochs``).
-        eval_step: ``eval_step(params, batch) -> logs``, for ``validation_data``.
-        validation_data: Batches to evaluate after every epoch; their results
+        eval_step: ``eval_step(params, batch) -> logs``, for validation.
+        batch_size: Samples per batch for arrays (default 32, as Keras).
+        shuffle: Reshuffle arrays every epoch (default, as Keras); ignored for
+            batches.
+        seed: Seeds the shuffling, for reproducible runs.
+        sample_weight: One weight per sample of the arrays (a batch's third item).
+        class_weight: Class index → weight, turned into sample weights.
+        steps_per_epoch: Batches per epoch; epochs share one pass over the
+            data, as in Keras (a generator is then accepted).
+        validation_data: ``(x_val, y_val[, w_val])`` arrays or batches,
+            evaluated after the epochs ``validation_freq`` picks; their results
             reach the epoch logs as ``val_<key>``.
+        validation_split: The last fraction of the arrays, kept for validation.
+        validation_steps: Batches per validation (from a fresh pass each time).
+        validation_batch_size: Batch size of validation arrays (``batch_size``).
+        validation_freq: Validate every n-th epoch, or in a list of 1-based epochs.
         callbacks: Keras-style callbacks (trainbus's or ``keras.callbacks``
             with ``KERAS_BACKEND=jax``), attached for this run only, in order.
         steps_per_execution: Batch events go out once per chunk of this many
@@ -232,15 +261,28 @@ def fit(
     check_epochs(epochs)
     handle = _check_model(model)
     _check_callable(train_step, "train_step", "(params, opt_state, batch)")
-    if validation_data is not None:
+    data = fit_data(
+        train_data,
+        y,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        sample_weight=sample_weight,
+        class_weight=class_weight,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        validation_steps=validation_steps,
+        validation_batch_size=validation_batch_size,
+        validation_freq=validation_freq,
+    )
+    if data.validation is not None:
         if eval_step is None:
             raise ValueError(
-                "validation_data needs eval_step: pass eval_step=f with "
+                "validation_data needs eval_step (validation_split too): pass eval_step=f with "
                 "f(params, batch) -> {'loss': ...}"
             )
         _check_callable(eval_step, "eval_step", "(params, batch)")
-        check_reiterable(validation_data, "validation_data")
-    check_reiterable(train_data, "train_data")
 
     emitter = Emitter(
         bus,
@@ -248,19 +290,17 @@ def fit(
         collective=collective,
         stop_check_every=stop_check_every,
         model=handle,
-        params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_data)},
+        params={"verbose": verbose, "epochs": epochs, "steps": data.steps},
     )
     run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
     log, update = emitter.log, handle.update
 
     with (
         attach_callbacks(emitter, run.callbacks),
-        emitter.training(
-            epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_data)
-        ) as epoch_indices,
+        emitter.training(epochs=epochs, initial_epoch=initial_epoch, steps=data.steps) as epochs_,
     ):
-        for _ in epoch_indices:
-            for batch in emitter.batches(train_data, samples=sample_count):
+        for epoch in epochs_:
+            for batch in emitter.batches(data.train.epoch(), samples=sample_count):
                 result = train_step(handle.params, handle.opt_state, batch)
                 try:  # before the model is updated: a malformed result changes nothing
                     params, opt_state, logs = result
@@ -268,9 +308,9 @@ def fit(
                 except (TypeError, ValueError) as error:
                     raise _bad_result("train_step", result, 3) from error
                 update(params, opt_state)
-            if validation_data is not None:
+            if data.validation is not None and data.validates(epoch):
                 assert eval_step is not None
-                _test_loop(emitter, eval_step, handle, validation_data)
+                _test_loop(emitter, eval_step, handle, data.validation.epoch())
     assert run.history is not None
     return run.history
 
@@ -278,8 +318,12 @@ def fit(
 def evaluate(
     eval_step: EvalStep,
     model: JaxModel,
-    data: Iterable[Any],
+    data: Any,
+    y: Any = None,
     *,
+    batch_size: int | None = None,
+    sample_weight: Any = None,
+    steps: int | None = None,
     callbacks: object | Iterable[object] = (),
     verbose: int | str = "auto",
     bus: Bus | None = None,
@@ -287,7 +331,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model.params`` on ``data``: ``TestBegin``, ``TestBatch*``, ``TestEnd``.
 
-    ``eval_step(params, batch) -> logs`` runs on every batch. No ``History`` is
+    ``eval_step(params, batch) -> logs`` runs on every batch; ``data``, ``y``,
+    ``batch_size`` and ``sample_weight`` as :func:`fit`'s data (arrays in
+    order), ``steps`` at most this many batches. No ``History`` is
     added (as in Keras), a ``ProgbarLogger`` is unless ``verbose`` is 0.
 
     Returns:
@@ -296,16 +342,17 @@ def evaluate(
     """
     handle = _check_model(model)
     _check_callable(eval_step, "eval_step", "(params, batch)")
+    batches = eval_data(data, y, batch_size=batch_size, sample_weight=sample_weight, steps=steps)
     emitter = Emitter(
         bus,
         model=handle,
-        params={"verbose": verbose, "epochs": 1, "steps": data_length(data)},
+        params={"verbose": verbose, "epochs": 1, "steps": batches.length},
         collective=collective,
     )
     with attach_callbacks(
         emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
     ):
-        _test_loop(emitter, eval_step, handle, data)
+        _test_loop(emitter, eval_step, handle, batches.epoch())
     return dict(Logs(emitter.test_logs).items())
 
 

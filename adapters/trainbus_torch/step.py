@@ -191,6 +191,12 @@ class TrainSteps:
         """The training data as the loop iterates it: grouped when accumulating."""
         return Groups(data, self.options.accumulate) if self.options.accumulate > 1 else data
 
+    def length(self, batches: int | None) -> int | None:
+        """The training batches the callbacks count for ``batches`` of data (groups of them)."""
+        if batches is None:
+            return None
+        return -(-batches // self.options.accumulate)
+
 
 @contextmanager
 def installed(handle: Any, steps: BuiltinSteps) -> Iterator[None]:

@@ -39,7 +39,8 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -49,13 +50,13 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from trainbus.bus import Bus
+from trainbus.data import eval_data, fit_data, unpack_batch
 from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
     HistoryLike,
     attach_callbacks,
     check_epochs,
-    check_reiterable,
     data_length,
     eval_callbacks,
     fit_callbacks,
@@ -158,10 +159,21 @@ def fit(
     model: Any,
     optimizer: torch.optim.Optimizer | None,
     loss_fn: LossFn,
-    train_data: Iterable[Any],
+    train_data: Any,
+    y: Any = None,
     *,
     epochs: int,
-    validation_data: Iterable[Any] | None = None,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    sample_weight: Any = None,
+    class_weight: Mapping[int, float] | None = None,
+    steps_per_epoch: int | None = None,
+    validation_data: Any = None,
+    validation_split: float = 0.0,
+    validation_steps: int | None = None,
+    validation_batch_size: int | None = None,
+    validation_freq: int | Collection[int] = 1,
     callbacks: object | Iterable[object] = (),
     steps_per_execution: int = 1,
     metrics: Mapping[str, MetricFn] | None = None,
@@ -187,13 +199,38 @@ def fit(
             as ``self.model``.
         optimizer: The torch optimizer that steps the parameters; may be
             ``None`` when ``model`` is a ``TorchModel`` that has one.
-        loss_fn: ``loss_fn(outputs, targets)`` returning a scalar tensor.
-        train_data: Any re-iterable of ``(inputs, targets)`` batches (a
-            ``DataLoader``, a list), iterated once per epoch. Tensors are moved
-            to the module's device (a no-op when already there).
+        loss_fn: ``loss_fn(outputs, targets)`` returning a scalar tensor. With
+            sample weights it must give one loss per sample: it is called with
+            ``reduction="none"`` if it takes a ``reduction`` argument (torch's
+            functional losses do), else as it is, and must then return a
+            tensor whose first dimension is the batch's (``nn.MSELoss(
+            reduction="none")``); the batch's loss is ``sum(w * loss) / n``,
+            as Keras's default reduction.
+        train_data: Arrays or batches (docs/torch.md, "Data"): ``x`` with
+            ``y`` (tensors or NumPy arrays; NumPy floats become ``float32``
+            tensors), a tuple ``(x, y)`` or ``(x, y, sample_weight)`` of
+            arrays, or any re-iterable of ``(inputs, targets)`` or ``(inputs,
+            targets, sample_weight)`` batches (a ``DataLoader``, a list),
+            iterated once per epoch. Inputs that are a tuple or list are spread
+            into ``forward(*inputs)``, a dict into ``forward(**inputs)``.
+            Tensors are moved to the module's device.
+        y: The targets when ``train_data`` is the inputs ``x``.
         epochs: The total number of epochs (Keras's ``epochs``).
-        validation_data: Batches to evaluate after every epoch; their results
+        batch_size: Samples per batch for arrays (default 32, as Keras).
+        shuffle: Reshuffle arrays every epoch (default, as Keras); ignored for
+            batches.
+        seed: Seeds the shuffling, for reproducible runs.
+        sample_weight: One weight per sample of the arrays.
+        class_weight: Class index → weight, for arrays with one array of targets.
+        steps_per_epoch: Batches per epoch; epochs share one pass over the
+            data, as in Keras (a generator is then accepted).
+        validation_data: ``(x_val, y_val[, w_val])`` arrays or batches,
+            evaluated after the epochs ``validation_freq`` picks; their results
             reach the epoch logs as ``val_<key>``.
+        validation_split: The last fraction of the arrays, kept for validation.
+        validation_steps: Batches per validation (from a fresh pass each time).
+        validation_batch_size: Batch size of validation arrays (``batch_size``).
+        validation_freq: Validate every n-th epoch, or in a list of 1-based epochs.
         callbacks: Keras-style callbacks (trainbus's or ``keras.callbacks``),
             attached for this run only, in this order.
         steps_per_execution: Batch events go out once per chunk of this many
@@ -255,9 +292,21 @@ def fit(
     module = _callable_module(handle)
     stepper = _optimizer_for(handle, optimizer)
     metric_fns = _check_metrics(metrics)
-    if validation_data is not None:
-        check_reiterable(validation_data, "validation_data")
-    check_reiterable(train_data, "train_data")
+    data = fit_data(
+        _as_tensors(train_data),
+        _as_tensors(y),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        sample_weight=_as_tensors(sample_weight),
+        class_weight=class_weight,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=_as_tensors(validation_data),
+        validation_split=validation_split,
+        validation_steps=validation_steps,
+        validation_batch_size=validation_batch_size,
+        validation_freq=validation_freq,
+    )
     device = _module_device(module)
     options = check_step_options(
         stepper,
@@ -274,7 +323,7 @@ def fit(
     steps = TrainSteps(
         handle, module, stepper, _compute(module, loss_fn, metric_fns), move, options
     )
-    train_batches = steps.batches(train_data)
+    train_steps = steps.length(data.steps)
     # BackupAndRestore saves and restores the data order's generators through the handle.
     handle.rng_sources = (train_data,)
 
@@ -284,7 +333,7 @@ def fit(
         collective=collective,
         stop_check_every=stop_check_every,
         model=handle,
-        params={"verbose": verbose, "epochs": epochs, "steps": data_length(train_batches)},
+        params={"verbose": verbose, "epochs": epochs, "steps": train_steps},
     )
     run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
 
@@ -292,17 +341,17 @@ def fit(
         attach_callbacks(emitter, [*run.callbacks, *steps.callbacks]),
         installed(handle, steps.builtin),
         emitter.training(
-            epochs=epochs, initial_epoch=initial_epoch, steps=data_length(train_batches)
+            epochs=epochs, initial_epoch=initial_epoch, steps=train_steps
         ) as epoch_indices,
     ):
-        for _ in epoch_indices:
+        for epoch in epoch_indices:
             module.train()
-            for batch in emitter.batches(train_batches, samples=steps.samples):
+            for batch in emitter.batches(steps.batches(data.train.epoch()), samples=steps.samples):
                 emitter.log(**steps.train(batch))
             module.eval()
-            if validation_data is not None:
+            if data.validation is not None and data.validates(epoch):
                 with torch.no_grad():
-                    _test_loop(emitter, steps.test, validation_data)
+                    _test_loop(emitter, steps.test, data.validation.epoch())
     assert run.history is not None
     return run.history
 
@@ -310,8 +359,12 @@ def fit(
 def evaluate(
     model: Any,
     loss_fn: LossFn,
-    data: Iterable[Any],
+    data: Any,
+    y: Any = None,
     *,
+    batch_size: int | None = None,
+    sample_weight: Any = None,
+    steps: int | None = None,
     callbacks: object | Iterable[object] = (),
     metrics: Mapping[str, MetricFn] | None = None,
     verbose: int | str = "auto",
@@ -321,9 +374,10 @@ def evaluate(
     """Evaluate ``model`` on ``data``: ``TestBegin``, ``TestBatch*``, ``TestEnd``.
 
     Runs under ``module.eval()`` and ``torch.no_grad()``; the module's
-    training mode is put back afterwards. Arguments as for :func:`fit`; no
-    ``History`` is added (as in Keras), a ``ProgbarLogger`` is unless
-    ``verbose`` is 0.
+    training mode is put back afterwards. Arguments as for :func:`fit`
+    (``data``, ``y``, ``batch_size``, ``sample_weight`` as ``fit``'s data;
+    ``steps``: at most this many batches); no ``History`` is added (as in
+    Keras), a ``ProgbarLogger`` is unless ``verbose`` is 0.
 
     Returns:
         ``{"loss": float, <metric>: float, ...}``: the means over the batches,
@@ -335,10 +389,17 @@ def evaluate(
     device = _module_device(module)
     move = functools.partial(_to_device, device=device)
     test_step, builtin = eval_step(handle, _compute(module, loss_fn, metric_fns), move)
+    batches = eval_data(
+        _as_tensors(data),
+        _as_tensors(y),
+        batch_size=batch_size,
+        sample_weight=_as_tensors(sample_weight),
+        steps=steps,
+    )
     emitter = Emitter(
         bus,
         model=handle,
-        params={"verbose": verbose, "epochs": 1, "steps": data_length(data)},
+        params={"verbose": verbose, "epochs": 1, "steps": batches.length},
         collective=collective,
     )
     with (
@@ -349,7 +410,7 @@ def evaluate(
         _eval_mode(module),
         torch.no_grad(),
     ):
-        _test_loop(emitter, test_step, data)
+        _test_loop(emitter, test_step, batches.epoch())
     return dict(Logs(emitter.test_logs).items())
 
 
@@ -397,7 +458,7 @@ def predict(
         attach_callbacks(
             emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
         ),
-        installed(handle, BuiltinSteps(predict=lambda batch: module(_inputs_of(batch)))),
+        installed(handle, BuiltinSteps(predict=lambda batch: _forward(module, _inputs_of(batch)))),
         _eval_mode(module),
         torch.no_grad(),
         emitter.prediction(data) as batches,
@@ -406,7 +467,7 @@ def predict(
             if overridden is not None:
                 outputs = overridden(batch)
             else:
-                outputs = module(_to_device(_inputs_of(batch), device))
+                outputs = _forward(module, _to_device(_inputs_of(batch), device))
             emitter.log(outputs=outputs)
             collected.append(outputs)
     if not collected:
@@ -425,18 +486,28 @@ def _test_loop(emitter: Emitter, test_step: Step, data: Iterable[Any]) -> None:
 
 
 def _compute(module: nn.Module, loss_fn: LossFn, metric_fns: dict[str, MetricFn]) -> Compute:
-    """The built-in steps' forward pass: the loss, and the logs (the loss detached, metrics)."""
+    """The built-in steps' forward pass: the loss, and the logs (the loss detached, metrics).
+
+    A batch with sample weights (``(x, y, w)``) weighs the loss per sample.
+    """
+    per_sample = _per_sample_loss(loss_fn)
 
     def compute(batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        inputs, targets = _split_batch(batch)
-        outputs = module(inputs)
-        loss = loss_fn(outputs, targets)
-        return loss, {"loss": loss.detach(), **_metric_values(metric_fns, outputs, targets)}
+        inputs, targets, weights = _split_batch(batch)
+        outputs = _forward(module, inputs)
+        if weights is None:
+            loss = loss_fn(outputs, targets)
+        else:
+            loss = _weighted_loss(per_sample, outputs, targets, weights)
+        logs = _metric_values(metric_fns, outputs, targets, weights)
+        return loss, {"loss": loss.detach(), **logs}
 
     return compute
 
 
-def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) -> dict[str, Any]:
+def _metric_values(
+    metric_fns: dict[str, MetricFn], outputs: Any, targets: Any, weights: Any = None
+) -> dict[str, Any]:
     if not metric_fns:
         return {}
     values: dict[str, Any] = {}
@@ -445,10 +516,74 @@ def _metric_values(metric_fns: dict[str, MetricFn], outputs: Any, targets: Any) 
             value = metric(outputs, targets)
             if isinstance(value, torch.Tensor):
                 value = value.detach()
-                if value.ndim:  # one value per sample: their mean, as Keras's metric wrapper
+                if value.ndim and weights is not None and value.shape[0] == len(weights):
+                    value = _weighted_mean(_at_least_float32(value), weights)
+                elif value.ndim:  # one value per sample: their mean, as Keras's metric wrapper
                     value = _at_least_float32(value).mean()
             values[name] = value
     return values
+
+
+def _as_tensors(value: Any) -> Any:
+    """NumPy arrays in ``value`` (an array, or a tuple, list or dict) as torch tensors, once
+    before the run; floating ones as ``float32`` (Keras's ``floatx``), as Keras converts them."""
+    if isinstance(value, np.ndarray):
+        tensor = torch.from_numpy(value) if value.dtype.kind != "O" else value
+        if isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64:
+            tensor = tensor.float()
+        return tensor
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_as_tensors(item) for item in value)
+    if isinstance(value, list):
+        return [_as_tensors(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_tensors(item) for key, item in value.items()}
+    return value
+
+
+def _forward(module: nn.Module, inputs: Any) -> Any:
+    """``module(*inputs)`` for a tuple or list of inputs, ``module(**inputs)`` for a dict."""
+    kind = type(inputs)
+    if kind is tuple or kind is list:
+        return module(*inputs)
+    if kind is dict:
+        return module(**inputs)
+    return module(inputs)
+
+
+def _per_sample_loss(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` giving one loss per sample: called with ``reduction="none"`` if it takes it."""
+    try:
+        takes = "reduction" in inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes:
+        return lambda outputs, targets: loss_fn(outputs, targets, reduction="none")  # type: ignore[call-arg]
+    return loss_fn
+
+
+def _weighted_loss(per_sample: LossFn, outputs: Any, targets: Any, weights: Any) -> torch.Tensor:
+    """Keras's weighted loss: ``sum(w * loss) / n`` over the batch's ``n`` samples."""
+    losses = per_sample(outputs, targets)
+    count = len(weights)
+    if not isinstance(losses, torch.Tensor) or losses.ndim == 0 or losses.shape[0] != count:
+        shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+        raise ValueError(
+            f"sample weights need one loss per sample (a tensor of shape ({count}, ...)), but "
+            f"loss_fn returned {shape}: pass a loss_fn that takes reduction='none' (torch's "
+            "functional losses do) or returns per-sample losses (nn.MSELoss(reduction='none'))"
+        )
+    losses = losses.reshape(count, -1).mean(dim=1)
+    scale = torch.as_tensor(weights, dtype=losses.dtype, device=losses.device)
+    return (losses * scale).sum() / count
+
+
+def _weighted_mean(values: torch.Tensor, weights: Any) -> torch.Tensor:
+    """``sum(w * v) / sum(w)`` over the batch (0 when every weight is 0)."""
+    values = values.reshape(values.shape[0], -1).mean(dim=1)
+    scale = torch.as_tensor(weights, dtype=values.dtype, device=values.device)
+    total = scale.sum()
+    return torch.where(total > 0, (values * scale).sum() / total.clamp_min(1e-12), 0.0)
 
 
 def _as_handle(model: Any, optimizer: torch.optim.Optimizer | None) -> Any:
@@ -522,15 +657,18 @@ def _check_metrics(metrics: Mapping[str, MetricFn] | None) -> dict[str, MetricFn
     return dict(metrics)
 
 
-def _split_batch(batch: Any) -> tuple[Any, Any]:
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise ValueError(
-        "training and evaluation batches must be (inputs, targets) pairs, got "
-        f"{type(batch).__name__}"
-        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-        + " (sample weights are not supported)"
-    )
+def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
+    if type(batch) is tuple and len(batch) == 2:  # the common case, first
+        return batch[0], batch[1], None
+    inputs, targets, weights = unpack_batch(batch)
+    if targets is None:
+        raise ValueError(
+            "training and evaluation batches must be (inputs, targets) or (inputs, targets, "
+            f"sample_weight), got {type(batch).__name__}"
+            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            + (" (a dict is the inputs alone, as in Keras)" if isinstance(batch, Mapping) else "")
+        )
+    return inputs, targets, weights
 
 
 def _inputs_of(batch: Any) -> Any:

@@ -487,7 +487,9 @@ def test_bad_arguments_are_named() -> None:
         fit(module, optimizer, F.cross_entropy, iter(data), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="reserved"):
         fit(module, optimizer, F.cross_entropy, data, epochs=1, metrics={"loss": accuracy})
-    with pytest.raises(ValueError, match=r"\(inputs, targets\) pairs"):
+    with pytest.raises(
+        ValueError, match=r"\(inputs, targets\) or \(inputs, targets, sample_weight\)"
+    ):
         fit(module, optimizer, F.cross_entropy, [data[0][0]], epochs=1, verbose=0)
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         fit(object(), optimizer, F.cross_entropy, data, epochs=1)
