@@ -67,9 +67,9 @@ How to read the output
   overhead is <= 0), and as the ratio of the two median overheads with a bootstrap 95 %
   interval (the rounds resampled 2000 times, seeded). A small overhead divided by another small
   one is very sensitive to noise, so the per-round range is usually wide. A verdict (PASS/MISS)
-  is printed only when the whole 95 % interval lies on one side of the target; otherwise the
-  line reads "inconclusive: within the run's spread". The machine is usually shared: compare
-  rows of one run only.
+  is printed only when the whole 95 % interval lies on one side of the target, from at least 5
+  rounds; otherwise the line reads "inconclusive: ..." and says why. The machine is usually
+  shared: compare rows of one run only.
 
 Usage::
 
@@ -111,6 +111,9 @@ PATIENCE = 10**9
 
 BOOTSTRAP = 2000
 """Resamples of the rounds for the overhead ratios' 95 % interval."""
+
+MIN_ROUNDS = 5
+"""The fewest rounds a verdict is given on."""
 
 TARGETS = {"fit/hand": 1.5, "fit/poutyne": 0.3}
 """The issue's targets: trainbus ``fit``'s overhead over the bare loop, divided by the other's."""
@@ -619,8 +622,16 @@ def overhead_ratio_ci(
     return (point if math.isfinite(point) else math.nan), low, high
 
 
-def verdict(low: float, high: float, target: float) -> str:
-    """PASS/MISS only when the whole interval [low, high] is on one side of ``target``."""
+def verdict(point: float, low: float, high: float, target: float, rounds: int) -> str:
+    """PASS/MISS only when the whole interval [low, high] is on one side of ``target``.
+
+    No verdict from fewer than ``MIN_ROUNDS`` rounds, nor when the ratio is undefined (the
+    denominator's overhead <= 0: ``point`` is NaN, or the interval is unbounded below).
+    """
+    if rounds < MIN_ROUNDS:
+        return f"inconclusive: fewer than {MIN_ROUNDS} rounds"
+    if math.isnan(point) or math.isinf(low):
+        return "inconclusive: the denominator's overhead is within the run's spread"
     if high <= target:
         return "PASS"
     if low > target:
@@ -791,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fit_s, other_s = by_key["fit"].samples, by_key[other].samples
         values = overhead_ratios(fit_s, other_s, bare.samples)
         point, low, high = overhead_ratio_ci(fit_s, other_s, bare.samples)
-        judged = verdict(low, high, target)
+        judged = verdict(point, low, high, target, len(bare.samples))
         targets[name] = {
             "target": target,
             "per_round": [None if math.isnan(v) else v for v in values],  # None: undefined
