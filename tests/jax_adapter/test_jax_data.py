@@ -124,7 +124,7 @@ def test_validation_split_needs_arrays_and_eval_step() -> None:
     assert history.params["steps"] == 4
 
 
-class Crash(Exception):
+class CrashError(Exception):
     pass
 
 
@@ -133,7 +133,7 @@ def shuffled_run(backup: Any, crash_at: int = -1) -> tuple[list[float], np.ndarr
 
     def crash(epoch: int, logs: Any = None) -> None:
         if epoch == crash_at:
-            raise Crash
+            raise CrashError
 
     x, y = problem(40)
     model = new_model()
@@ -155,7 +155,7 @@ def shuffled_run(backup: Any, crash_at: int = -1) -> tuple[list[float], np.ndarr
 
 def test_shuffled_arrays_resume_as_the_unbroken_run(tmp_path: Any) -> None:
     losses, weights = shuffled_run(tmp_path / "unbroken")
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         shuffled_run(tmp_path / "resumed", crash_at=2)
     resumed_losses, resumed_weights = shuffled_run(tmp_path / "resumed")
     # the resumed run draws epoch 2's and 3's orders, not epoch 0's again
@@ -181,4 +181,5 @@ def test_predict_on_arrays_cuts_batches_and_concatenates_them(batch_size: int | 
         assert np.allclose(out[:, 0], x @ np.array([1.0, -2.0, 0.5], np.float32), atol=1e-5)
         assert seen == ([32, 32, 6] if batch_size is None else [8] * 8 + [6])
     two = predict(lambda params, inputs: inputs[0] - inputs[1], model, (x, x), verbose=0, bus=Bus())
-    assert two.shape == (70, 3) and not np.any(two)
+    assert two.shape == (70, 3)
+    assert not np.any(two)
