@@ -1,8 +1,9 @@
 """The iterator API weighs each batch by its sample count by itself, as ``fit`` and Keras do.
 
 ``samples="auto"`` (the default) counts the leading dimension of the batch's
-inputs (its targets' when the inputs are a list or dict of arrays), so a hand-written loop and ``fit`` agree on epoch means with a
-short last batch; a function overrides the count and ``None`` turns it off.
+inputs (its targets' when the inputs are a list or dict of arrays), so a hand-written
+loop and ``fit`` agree on epoch means with a short last batch; a function overrides the
+count and ``None`` turns it off.
 """
 
 from __future__ import annotations
