@@ -1,8 +1,9 @@
 """The iterator API weighs each batch by its sample count by itself, as ``fit`` and Keras do.
 
 ``samples="auto"`` (the default) counts the leading dimension of the batch's
-first array, so a hand-written loop and ``fit`` agree on epoch means with a
-short last batch; a function overrides the count and ``None`` turns it off.
+inputs (its targets' when the inputs are a list or dict of arrays), so a hand-written
+loop and ``fit`` agree on epoch means with a short last batch; a function overrides the
+count and ``None`` turns it off.
 """
 
 from __future__ import annotations
@@ -81,6 +82,23 @@ def test_the_hook_methods_are_unchanged_a_batch_counts_once_unless_told() -> Non
         emitter.on_train_batch_end(index, {"loss": float(np.mean(targets))})
     emitter.on_epoch_end(0)
     assert emitter.epoch_logs["loss"] == pytest.approx((1.5 + 5.5 + 8.5) / 3)
+
+
+def test_variable_length_sequences_are_counted_by_their_targets() -> None:
+    # a collate_fn that keeps sequences of different lengths as a list: 2, then 3 of them
+    data = [
+        ([np.zeros((50, 4)), np.zeros((3, 4))], np.full(2, 1.0)),
+        ([np.zeros((2, 4)), np.zeros((7, 4)), np.zeros((1, 4))], np.full(3, 6.0)),
+    ]
+    logs = epoch_logs(data)
+    # 2 samples of 1.0 and 3 of 6.0: not 50 and 2 (the first sequences' lengths)
+    assert logs["loss"] == pytest.approx((2 * 1.0 + 3 * 6.0) / 5)
+    assert logs["val_loss"] == pytest.approx((2 * 1.0 + 3 * 6.0) / 5)
+    weighted = [
+        ({"a": np.zeros((9, 4))}, np.full(1, 1.0)),
+        ({"a": np.zeros((1, 4))}, np.full(3, 5.0)),
+    ]
+    assert epoch_logs(weighted)["loss"] == pytest.approx((1.0 + 3 * 5.0) / 4)
 
 
 def test_an_empty_batch_is_refused_with_what_to_do() -> None:

@@ -7,7 +7,11 @@ sample count and that slices along it (NumPy arrays, torch tensors, JAX arrays);
 ``class_weight``), as Keras's data adapters yield them; ``x`` keeps its structure.
 
 With ``shuffle`` every pass (epoch) draws a new permutation from one
-``numpy.random.Generator`` seeded with ``seed``, so a seeded run is reproducible.
+``numpy.random.Generator`` seeded with ``seed`` (:attr:`ArrayBatches.generator`),
+so a seeded run is reproducible. The ready-made ``fit`` loops list that
+generator in the model handle's ``rng_sources``, so ``BackupAndRestore`` saves
+its state with each backup and a resumed run draws the permutations the
+unbroken run would have drawn.
 
 Example:
     >>> import numpy as np
@@ -187,6 +191,10 @@ class ArrayBatches:
         shuffle: Draw a new order of the samples on every pass.
         seed: Seeds the shuffling (``None``: a fresh, unseeded generator).
         class_weight: Class index → weight, turned into sample weights.
+
+    Attributes:
+        generator: The ``numpy.random.Generator`` the permutations come from;
+            restoring its state (:mod:`trainbus.rng`) replays the orders.
     """
 
     def __init__(
@@ -243,7 +251,7 @@ class ArrayBatches:
         self.count = counts["x"]
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
-        self._random = np.random.default_rng(seed)
+        self.generator = np.random.default_rng(seed)
 
     def arrays(self) -> tuple[Any, ...]:
         """``(x, y)`` or ``(x, y, sample_weight)``, the whole data as one batch would hold it."""
@@ -256,7 +264,7 @@ class ArrayBatches:
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         arrays = self.arrays()
-        order = self._random.permutation(self.count) if self.shuffle else None
+        order = self.generator.permutation(self.count) if self.shuffle else None
         for start in range(0, self.count, self.batch_size):
             stop = min(start + self.batch_size, self.count)
             index: Any = slice(start, stop) if order is None else order[start:stop]

@@ -64,12 +64,18 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
     return batch, None, None
 
 
-def as_arrays(data: Any) -> tuple[Any, ...] | None:
+def as_arrays(data: Any, name: str = "the data") -> tuple[Any, ...] | None:
     """``data`` as ``(x, y, w)`` if it is array data, else ``None`` (it is batches).
 
     Array data is one array, a dict of arrays (the inputs), or a tuple of 2 or
-    3 arrays (or structures of arrays) holding the same number of samples:
-    ``(x, y)`` or ``(x, y, w)``. A list is batches (a list of ``(x, y)``).
+    3 arrays (or structures of arrays): ``(x, y)`` or ``(x, y, w)``. A list is
+    batches (a list of ``(x, y)``).
+
+    Raises:
+        ValueError: a tuple ``(x, y[, w])`` whose items hold different numbers
+            of samples, or a list of 2 or 3 bare arrays (``[x, y]``: Keras's
+            ``(x, y)`` must be a tuple here, a list is batches); ``name`` says
+            which argument.
 
     Example:
         >>> import numpy as np
@@ -78,16 +84,38 @@ def as_arrays(data: Any) -> tuple[Any, ...] | None:
         [(4, 2), (4,), None]
         >>> as_arrays([(x, x)]) is None
         True
+        >>> as_arrays((x, x[:3]), "validation_data")
+        Traceback (most recent call last):
+        ...
+        ValueError: validation_data is a tuple (x, y) of arrays, ...: x has 4, y has 3
     """
     if is_array(data) or (isinstance(data, Mapping) and is_arrays(data)):
         return data, None, None
     if type(data) is tuple and len(data) in (2, 3) and all(is_arrays(item) for item in data):
-        try:
-            sample_length(data, "the data")
-        except ValueError:
-            return None
+        _same_counts(data, name)
         return (*data, *[None] * (3 - len(data)))
+    if type(data) is list and len(data) in (2, 3) and all(is_array(item) for item in data):
+        kind = "(x, y)" if len(data) == 2 else "(x, y, sample_weight)"
+        raise ValueError(
+            f"{name} is a list of {len(data)} arrays, which reads as {len(data)} batches of "
+            f"inputs alone: pass the arrays as a tuple {kind}, or a list of {kind} batches"
+        )
     return None
+
+
+def _same_counts(arrays: tuple[Any, ...], name: str) -> None:
+    """``ValueError`` naming each item's sample count unless ``(x, y[, w])`` agree."""
+    labels = ("x", "y", "sample_weight")
+    counts = {
+        label: sample_length(item, f"{name}'s {label}") for label, item in zip(labels, arrays)
+    }
+    if len(set(counts.values())) > 1:
+        given = ", ".join(f"{label} has {count}" for label, count in counts.items())
+        kind = "(x, y)" if len(arrays) == 2 else "(x, y, sample_weight)"
+        raise ValueError(
+            f"{name} is a tuple {kind} of arrays, which must hold as many samples (their "
+            f"first dimension): {given}"
+        )
 
 
 class EpochBatches:
@@ -209,6 +237,20 @@ class FitData:
         """``params["steps"]``: ``steps_per_epoch``, else the batches per epoch if known."""
         return self.train.length
 
+    @property
+    def rng_sources(self) -> tuple[object, ...]:
+        """What decides the training data's order, for the handle's ``rng_sources``.
+
+        Arrays: the shuffle's ``numpy.random.Generator``; batches: the data as
+        given (a ``DataLoader``, whose generators an adapter may save).
+        ``BackupAndRestore`` saves the states of those it knows, so a resumed
+        run shuffles as the unbroken one.
+        """
+        source = self.train.data
+        if isinstance(source, ArrayBatches):
+            return (source.generator,)
+        return (source,)
+
 
 def _check_steps(steps: int | None, name: str) -> None:
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -240,7 +282,7 @@ def _array_source(x: Any, y: Any, *, name: str) -> tuple[Any, ...] | None:
                 f"of arrays), got {type(x).__name__}; batches carry their own targets"
             )
         return x, y, None
-    return as_arrays(x)
+    return as_arrays(x, name)
 
 
 def fit_data(
@@ -320,7 +362,7 @@ def fit_data(
         weighted = batches.sample_weight is not None
     validation = None
     if validation_data is not None:
-        val_arrays = as_arrays(validation_data) is not None
+        val_arrays = as_arrays(validation_data, "validation_data") is not None
         validation = eval_data(
             validation_data,
             batch_size=validation_batch_size or (batch_size if val_arrays else None),
@@ -383,12 +425,40 @@ def eval_data(
     return EpochBatches(batches, steps, keep=False)
 
 
+def predict_data(x: Any, *, batch_size: int | None = None) -> Iterable[Any]:
+    """Keras's ``predict`` data: inputs ``x`` as batches of ``batch_size`` (32), in order.
+
+    Array inputs are one array, a dict of arrays, or a tuple of arrays holding
+    as many samples (several inputs, as Keras's ``predict(x=(a, b))``); their
+    batches are ``(x, None)``, whose first item is the inputs. Anything else is
+    batches, returned as they are (``batch_size`` is then refused).
+
+    Example:
+        >>> import numpy as np
+        >>> [x.shape for x, _ in predict_data(np.zeros((70, 3)))]
+        [(32, 3), (32, 3), (6, 3)]
+        >>> batches = [np.zeros((2, 3))]
+        >>> predict_data(batches) is batches
+        True
+    """
+    arrays = is_array(x) or (isinstance(x, Mapping) and is_arrays(x))
+    if type(x) is tuple and all(is_arrays(item) for item in x) and x:
+        lengths = {sample_length(item, "x") for item in x}
+        arrays = len(lengths) == 1
+    if not arrays:
+        _refuse_for_batches("x", batch_size=batch_size)
+        batches: Iterable[Any] = x
+        return batches
+    return ArrayBatches(x, batch_size=batch_size, shuffle=False)
+
+
 __all__ = [
     "EpochBatches",
     "FitData",
     "as_arrays",
     "eval_data",
     "fit_data",
+    "predict_data",
     "unpack_batch",
     "validation_schedule",
 ]

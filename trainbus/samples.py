@@ -1,4 +1,4 @@
-"""How many samples a batch holds, as Keras counts them: its first array's leading dimension.
+"""How many samples a batch holds: its inputs' leading dimension (or its targets', see below).
 
 The epoch means weigh each batch by its sample count, so a short last batch
 counts for what it holds. ``fit``/``evaluate`` of both adapters and the
@@ -27,10 +27,15 @@ SampleCounter = Callable[[T], float | None] | Literal["auto"] | None
 
 
 def sample_count(batch: Any) -> int | None:
-    """How many samples ``batch`` holds: its first array's leading dimension, as Keras takes it.
+    """How many samples ``batch`` holds: the leading dimension of its inputs, else its targets'.
 
-    The first array is the first leaf in ``tree.flatten`` order (sequences in
-    order, mappings by sorted key). ``None`` if there is no array with a
+    A tuple or list batch ``(x, y)`` or ``(x, y, w)`` whose inputs ``x`` are
+    one array counts ``x``'s leading dimension. When ``x`` is a structure
+    instead (a list of variable-length sequences, a dict, a ``PackedSequence``)
+    its first array may not have one row per sample, so the targets ``y`` are
+    counted if they are an array. Otherwise the count is the first array's
+    leading dimension in ``tree.flatten`` order (sequences in order, mappings
+    by sorted key), as Keras takes it. ``None`` if there is no array with a
     leading dimension; an empty batch (a leading dimension of 0) raises
     ``ValueError``.
 
@@ -38,12 +43,32 @@ def sample_count(batch: Any) -> int | None:
         >>> import numpy as np
         >>> sample_count({"y": np.zeros(4), "x": np.zeros((4, 2))})
         4
+        >>> sample_count(([np.zeros((50, 4)), np.zeros((3, 4))], np.zeros(2)))  # ragged inputs
+        2
         >>> sample_count([np.float32(1.0)]) is None  # a 0-d array has no leading dimension
         True
     """
+    kind = type(batch)
+    if kind is tuple or kind is list:  # the usual (inputs, targets): no isinstance calls
+        if not batch:
+            return None
+        inputs = batch[0]
+        shape = getattr(inputs, "shape", None)
+        if shape is not None:
+            return _leading(shape, "its first array")
+        if 2 <= len(batch) <= 3:
+            shape = getattr(batch[1], "shape", None)
+            if shape:  # targets with a leading dimension: one row per sample
+                return _leading(shape, "its targets")
+        batch = inputs
+    return _first_leaf_count(batch)
+
+
+def _first_leaf_count(batch: Any) -> int | None:
+    """The leading dimension of the first array of ``batch`` in ``tree.flatten`` order."""
     while True:
         kind = type(batch)
-        if kind is tuple or kind is list:  # the usual (inputs, targets): no isinstance calls
+        if kind is tuple or kind is list:
             if not batch:
                 return None
             batch = batch[0]
@@ -63,14 +88,19 @@ def sample_count(batch: Any) -> int | None:
             else:
                 return None
             continue
-        if not shape:
-            return None
-        if not shape[0]:
-            raise ValueError(
-                f"a batch holds no samples (its first array has shape {tuple(shape)}): "
-                f"drop empty batches from the data"
-            )
-        return int(shape[0])
+        return _leading(shape, "its first array")
+
+
+def _leading(shape: Any, what: str) -> int | None:
+    """``shape``'s first entry; ``None`` for a 0-d array, ``ValueError`` for an empty batch."""
+    if not shape:
+        return None
+    if not shape[0]:
+        raise ValueError(
+            f"a batch holds no samples ({what} has shape {tuple(shape)}): drop empty batches "
+            f"from the data"
+        )
+    return int(shape[0])
 
 
 def counter(samples: Any) -> Callable[[Any], float | None] | None:

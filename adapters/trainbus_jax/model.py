@@ -189,6 +189,10 @@ class JaxModel:
             else ``None``.
         iterations: Training steps taken (:meth:`update` calls).
         stop_training: Set by callbacks to stop the run.
+        rng_sources: Random generators ``BackupAndRestore`` saves and restores
+            with each backup (:mod:`trainbus.rng`): :func:`~trainbus_jax.fit`
+            sets it to its data's order (the arrays' shuffle generator), so a
+            resumed run shuffles as the unbroken one.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -226,6 +230,7 @@ class JaxModel:
         self.stop_training = False
         self._initial_epoch: int | None = None
         self.history: Any = None
+        self.rng_sources: tuple[object, ...] = ()
 
     def update(self, params: PyTree, opt_state: PyTree | None = None) -> None:
         """Store a step's new ``params`` and ``opt_state``; count the step.

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from trainbus.bus import Bus
-from trainbus.data import eval_data, fit_data
+from trainbus.data import eval_data, fit_data, predict_data
 from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
@@ -283,6 +283,8 @@ def fit(
                 "f(params, batch) -> {'loss': ...}"
             )
         _check_callable(eval_step, "eval_step", "(params, batch)")
+    # BackupAndRestore saves and restores the arrays' shuffle generator through the handle.
+    handle.rng_sources = data.rng_sources
 
     emitter = Emitter(
         bus,
@@ -359,8 +361,9 @@ def evaluate(
 def predict(
     predict_fn: PredictFn,
     model: JaxModel,
-    data: Iterable[Any],
+    data: Any,
     *,
+    batch_size: int | None = None,
     callbacks: object | Iterable[object] = (),
     verbose: int | str = "auto",
     bus: Bus | None = None,
@@ -368,8 +371,11 @@ def predict(
 ) -> Any:
     """Run ``predict_fn(model.params, inputs)`` over ``data``: ``PredictBegin`` ... ``PredictEnd``.
 
-    Each batch is ``inputs`` or, as Keras unpacks it, a tuple or list of 1 to 3
-    items whose first is the inputs. ``PredictBatchEnd``'s logs are
+    ``data`` is Keras's ``x``: arrays (a JAX or NumPy array, a dict of them,
+    or a tuple of them for several inputs) cut into batches of ``batch_size``
+    (default 32, as Keras), or batches. Each batch is ``inputs`` or, as Keras
+    unpacks it, a tuple or list of 1 to 3 items whose first is the inputs.
+    ``PredictBatchEnd``'s logs are
     ``{"outputs": <the batch's outputs>}`` (converted only if read).
 
     Returns:
@@ -378,10 +384,11 @@ def predict(
         pytree of arrays gets the same pytree of concatenated arrays.
 
     Raises:
-        ValueError: ``data`` yielded no batch.
+        ValueError: ``data`` yielded no batch, or ``batch_size`` with batches.
     """
     handle = _check_model(model)
     _check_callable(predict_fn, "predict_fn", "(params, inputs)")
+    data = predict_data(data, batch_size=batch_size)
     emitter = Emitter(
         bus,
         model=handle,

@@ -50,7 +50,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from trainbus.bus import Bus
-from trainbus.data import eval_data, fit_data, unpack_batch
+from trainbus.data import eval_data, fit_data, predict_data, unpack_batch
 from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
@@ -325,7 +325,7 @@ def fit(
     )
     train_steps = steps.length(data.steps)
     # BackupAndRestore saves and restores the data order's generators through the handle.
-    handle.rng_sources = (train_data,)
+    handle.rng_sources = data.rng_sources
 
     emitter = Emitter(
         bus,
@@ -416,8 +416,9 @@ def evaluate(
 
 def predict(
     model: Any,
-    data: Iterable[Any],
+    data: Any,
     *,
+    batch_size: int | None = None,
     callbacks: object | Iterable[object] = (),
     verbose: int | str = "auto",
     bus: Bus | None = None,
@@ -425,9 +426,13 @@ def predict(
 ) -> Any:
     """Run ``model`` over ``data``: ``PredictBegin``, ``PredictBatch*``, ``PredictEnd``.
 
-    Each batch is ``inputs`` or, as Keras unpacks it, a tuple or list of 1 to 3
-    items whose first is the inputs (``(inputs, targets)`` batches work, and so
-    do a ``TensorDataset(x)`` loader's one-item lists). ``PredictBatchEnd``'s
+    ``data`` is Keras's ``x``: arrays (a tensor or NumPy array, a dict of
+    them, or a tuple of them for several inputs; NumPy arrays become tensors
+    as in :func:`fit`) cut into batches of ``batch_size`` (default 32, as
+    Keras), or batches. Each batch is ``inputs`` or, as Keras unpacks it, a
+    tuple or list of 1 to 3 items whose first is the inputs (``(inputs,
+    targets)`` batches work, and so do a ``TensorDataset(x)`` loader's
+    one-item lists). ``PredictBatchEnd``'s
     logs are ``{"outputs": <the batch's outputs>}`` (tensors, converted only
     if read). Runs under ``module.eval()`` and ``torch.no_grad()``; the
     module's training mode is put back afterwards.
@@ -440,8 +445,9 @@ def predict(
         dict of tensors gets the same structure of concatenated tensors.
 
     Raises:
-        ValueError: ``data`` yielded no batch.
+        ValueError: ``data`` yielded no batch, or ``batch_size`` with batches.
     """
+    data = predict_data(_as_tensors(data), batch_size=batch_size)
     handle = _as_handle(model, None)
     module = _callable_module(handle)
     device = _module_device(module)
@@ -658,9 +664,15 @@ def _check_metrics(metrics: Mapping[str, MetricFn] | None) -> dict[str, MetricFn
 
 
 def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
-    if type(batch) is tuple and len(batch) == 2:  # the common case, first
+    if type(batch) is tuple and len(batch) == 2 and batch[1] is not None:  # the common case
         return batch[0], batch[1], None
     inputs, targets, weights = unpack_batch(batch)
+    if targets is None and isinstance(batch, tuple) and len(batch) in (2, 3):
+        raise ValueError(
+            "the built-in step's loss_fn(outputs, targets) needs targets, but the arrays "
+            "came without y: pass y (fit(model, optimizer, loss_fn, x, y)), or a tuple (x, y); "
+            "a model that computes its own loss overrides train_step (and test_step) instead"
+        )
     if targets is None:
         raise ValueError(
             "training and evaluation batches must be (inputs, targets) or (inputs, targets, "

@@ -13,7 +13,7 @@ optax = pytest.importorskip("optax")
 import jax.numpy as jnp  # noqa: E402
 
 from trainbus import Bus  # noqa: E402
-from trainbus_jax import JaxModel, evaluate, fit  # noqa: E402
+from trainbus_jax import JaxModel, evaluate, fit, predict  # noqa: E402
 
 TX = optax.sgd(0.1)
 
@@ -122,3 +122,64 @@ def test_validation_split_needs_arrays_and_eval_step() -> None:
         fit(train_step, new_model(), x, y, epochs=1, validation_split=0.2, verbose=0, bus=Bus())
     history = fit(train_step, new_model(), batches, epochs=2, verbose=0, bus=Bus())
     assert history.params["steps"] == 4
+
+
+class CrashError(Exception):
+    pass
+
+
+def shuffled_run(backup: Any, crash_at: int = -1) -> tuple[list[float], np.ndarray]:
+    from trainbus.callbacks import BackupAndRestore, LambdaCallback
+
+    def crash(epoch: int, logs: Any = None) -> None:
+        if epoch == crash_at:
+            raise CrashError
+
+    x, y = problem(40)
+    model = new_model()
+    history = fit(
+        train_step,
+        model,
+        x,
+        y,
+        epochs=4,
+        batch_size=8,
+        shuffle=True,
+        seed=3,
+        verbose=0,
+        bus=Bus(),
+        callbacks=[LambdaCallback(on_epoch_begin=crash), BackupAndRestore(str(backup))],
+    )
+    return history.history["loss"], np.asarray(model.params["w"])
+
+
+def test_shuffled_arrays_resume_as_the_unbroken_run(tmp_path: Any) -> None:
+    losses, weights = shuffled_run(tmp_path / "unbroken")
+    with pytest.raises(CrashError):
+        shuffled_run(tmp_path / "resumed", crash_at=2)
+    resumed_losses, resumed_weights = shuffled_run(tmp_path / "resumed")
+    # the resumed run draws epoch 2's and 3's orders, not epoch 0's again
+    assert resumed_losses == losses[2:]
+    assert np.array_equal(resumed_weights, weights)
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_predict_on_arrays_cuts_batches_and_concatenates_them(batch_size: int | None) -> None:
+    x, _ = problem(70)
+    model = new_model()
+    model.params = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.zeros(())}
+    seen: list[int] = []
+
+    def predict_fn(params: Any, inputs: Any) -> Any:
+        seen.append(len(inputs))
+        return (inputs @ params["w"])[:, None]
+
+    for data in (x, jnp.asarray(x)):
+        seen.clear()
+        out = predict(predict_fn, model, data, batch_size=batch_size, verbose=0, bus=Bus())
+        assert out.shape == (70, 1)  # Keras's predict: one row per sample, batches concatenated
+        assert np.allclose(out[:, 0], x @ np.array([1.0, -2.0, 0.5], np.float32), atol=1e-5)
+        assert seen == ([32, 32, 6] if batch_size is None else [8] * 8 + [6])
+    two = predict(lambda params, inputs: inputs[0] - inputs[1], model, (x, x), verbose=0, bus=Bus())
+    assert two.shape == (70, 3)
+    assert not np.any(two)

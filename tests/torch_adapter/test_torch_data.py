@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trainbus import Bus
-from trainbus_torch import evaluate, fit
+from trainbus_torch import TorchModel, evaluate, fit, predict
 
 F = torch.nn.functional
 
@@ -324,3 +324,92 @@ def test_errors_say_what_was_expected_and_given() -> None:
         run(x, y, steps_per_epoch=0)
     with pytest.raises(ValueError, match=r"dict is the inputs alone"):
         run([{"x": torch.from_numpy(x), "y": torch.from_numpy(y)}])
+
+
+def test_tuple_data_of_different_lengths_names_each_length() -> None:
+    x, y = arrays(10)
+    net, optimizer = linear()
+
+    def run(data: Any, **kwargs: Any) -> Any:
+        return fit(net, optimizer, F.mse_loss, data, epochs=1, verbose=0, bus=Bus(), **kwargs)
+
+    with pytest.raises(ValueError, match=r"train_data is a tuple \(x, y\).*x has 10, y has 3"):
+        run((x, y[:3]))
+    with pytest.raises(ValueError, match=r"validation_data is a tuple.*x has 10, y has 3"):
+        run((x, y), validation_data=(x, y[:3]))
+    with pytest.raises(ValueError, match=r"x has 10, y has 10, sample_weight has 4"):
+        run((x, y, np.ones(4, np.float32)))
+    # Keras's (x_val, y_val) as a list would be two batches of inputs without targets.
+    with pytest.raises(ValueError, match=r"validation_data is a list of 2 arrays.*as a tuple"):
+        run((x, y), validation_data=[x, y])
+
+
+def test_arrays_without_y_need_a_model_that_computes_its_own_loss() -> None:
+    x, _ = arrays(10)
+    net, optimizer = linear()
+    with pytest.raises(ValueError, match="needs targets, but the arrays came without y"):
+        fit(net, optimizer, F.mse_loss, x, epochs=1, verbose=0, bus=Bus())
+
+    class Autoencoder(TorchModel):  # Keras's y=None: the model's own step computes the loss
+        def train_step(self, batch: Any) -> dict[str, Any]:
+            inputs, targets = batch
+            assert targets is None
+            optimizer.zero_grad()
+            loss = F.mse_loss(self.module(inputs), inputs[:, :1])
+            loss.backward()
+            optimizer.step()
+            return {"loss": loss.detach()}
+
+    history = fit(Autoencoder(net, optimizer), None, F.mse_loss, x, epochs=3, verbose=0, bus=Bus())
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+class PredictRecorder(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.steps: Any = None
+
+    def on_predict_begin(self, logs: Any = None) -> None:
+        self.steps = self.params.get("steps")
+
+    def on_predict_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.batches.append(batch)
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_predict_on_arrays_batches_them_as_keras_predict(batch_size: int | None) -> None:
+    x = np.random.default_rng(0).normal(size=(70, 3)).astype(np.float32)
+    keras_model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    expected = PredictRecorder()
+    keras_out = keras_model.predict(x, batch_size=batch_size, verbose=0, callbacks=[expected])
+    net = nn.Linear(3, 2)
+    for data in (x, torch.from_numpy(x)):
+        recorder = PredictRecorder()
+        out = predict(net, data, batch_size=batch_size, verbose=0, callbacks=[recorder], bus=Bus())
+        assert tuple(out.shape) == keras_out.shape == (70, 2)
+        assert recorder.batches == expected.batches
+        assert recorder.steps == expected.steps
+        with torch.no_grad():
+            assert torch.equal(out, net(torch.from_numpy(x)))
+
+
+def test_predict_on_tuple_and_dict_inputs_spreads_them_into_forward() -> None:
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 1), nn.Linear(2, 1)
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return self.a(a) + self.b(b)
+
+    a, b = torch.randn(40, 3), torch.randn(40, 2)
+    net = Two()
+    with torch.no_grad():
+        expected = net(a, b)
+    for inputs in ((a, b), {"a": a, "b": b}):
+        out = predict(net, inputs, batch_size=16, verbose=0, bus=Bus())
+        assert out.shape == (40, 1)
+        assert torch.allclose(out, expected)
+    with pytest.raises(ValueError, match="batch_size applies to arrays"):
+        predict(net, [((a, b),)], batch_size=16, verbose=0, bus=Bus())

@@ -76,6 +76,27 @@ def test_a_killed_and_resumed_run_ends_bit_equal_to_an_unbroken_one(
     assert not (tmp_path / "backup").exists()
 
 
+@pytest.fixture(scope="module")
+def unbroken_arrays(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("unbroken_arrays")
+    run = train(workdir, -1, "--arrays")
+    assert run.returncode == 0, run.stderr
+    return workdir
+
+
+def test_shuffled_arrays_resume_bit_equal_to_an_unbroken_run(
+    unbroken_arrays: Path, tmp_path: Path
+) -> None:
+    # fit's own shuffle of (x, y) draws a new order every epoch: the backup keeps its generator.
+    killed_then_resumed(tmp_path, "--arrays")
+    weights, history = finished(tmp_path)
+    expected_weights, expected_history = finished(unbroken_arrays)
+    assert history["epoch"] == list(range(KILL_EPOCH, 6))
+    assert history["loss"] == expected_history["loss"][KILL_EPOCH:]
+    for name, value in weights.items():
+        assert np.array_equal(value, expected_weights[name]), name
+
+
 def test_without_the_rng_states_the_resumed_run_differs(unbroken: Path, tmp_path: Path) -> None:
     killed_then_resumed(tmp_path, "--forget-rng")
     weights, history = finished(tmp_path)
