@@ -20,7 +20,7 @@ Example:
     >>> net = torch.nn.Linear(2, 1)
     >>> sgd = torch.optim.SGD(net.parameters(), lr=0.1)
     >>> halving = torch.optim.lr_scheduler.LambdaLR(sgd, lambda epoch: 0.5**epoch)
-    >>> halving.step(); halving.step()
+    >>> sgd.step(); halving.step(); halving.step()  # the optimizer steps, then the scheduler twice
     >>> saved = json.loads(json.dumps(StepState(halving, None).state_dict()))
     >>> fresh = torch.optim.lr_scheduler.LambdaLR(sgd, lambda epoch: 0.5**epoch)
     >>> StepState(fresh, None).load_state_dict(saved)
