@@ -341,12 +341,18 @@ class TorchModel:
     def count_params(self) -> int:
         """How many scalars the parameters hold (Keras's ``model.count_params()``).
 
-        Every ``nn.Parameter`` counts, frozen ones included; buffers (batch-norm
+        Every ``nn.Parameter`` counts, frozen ones included, and a parameter
+        shared by several modules (an embedding tied to the output layer)
+        counts once, as Keras counts a shared weight; buffers (batch-norm
         statistics) are not parameters.
 
         Example:
             >>> TorchModel(torch.nn.Linear(3, 2)).count_params()
             8
+            >>> tied = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
+            >>> tied[1].weight = tied[0].weight
+            >>> TorchModel(tied).count_params()  # 40 shared weights, the Linear's 10 biases
+            50
         """
         return sum(layer.params for layer in self._layers())
 
@@ -355,25 +361,36 @@ class TorchModel:
     ) -> None:
         """Print a table of the layers and the parameter totals, as Keras's ``model.summary()``.
 
-        See :func:`trainbus.model_summary.render_summary` for the arguments.
+        A parameter shared by several modules is counted in the first one that
+        holds it; the others show its shape and name that module
+        (``out [shares emb] (Linear)``). See
+        :func:`trainbus.model_summary.render_summary` for the arguments.
         """
         render_summary(
             type(self.module).__name__, self._layers(), line_length=line_length, print_fn=print_fn
         )
 
     def _layers(self) -> list[LayerInfo]:
-        """One row per module that holds parameters of its own (frozen ones apart)."""
+        """One row per module that holds parameters of its own (frozen ones apart); a
+        parameter already counted in an earlier row (shared) is not counted again."""
         layers = []
+        owners: dict[int, str] = {}  # id(parameter) -> the first module holding it
         for name, module in self.module.named_modules():
             own = list(module.parameters(recurse=False))
             kind = type(module).__name__
             for trainable in (True, False):
                 chosen = [p for p in own if p.requires_grad == trainable]
-                if chosen:
-                    label = (name or "(root)") + ("" if trainable else " [frozen]")
-                    shapes = [tuple(p.shape) for p in chosen]
-                    count = sum(p.numel() for p in chosen)
-                    layers.append(LayerInfo(label, kind, shapes, count, trainable))
+                if not chosen:
+                    continue
+                label = (name or "(root)") + ("" if trainable else " [frozen]")
+                shared = sorted({owners[id(p)] for p in chosen if id(p) in owners})
+                if shared:
+                    label += f" [shares {', '.join(shared)}]"
+                shapes = [tuple(p.shape) for p in chosen]
+                count = sum(p.numel() for p in chosen if id(p) not in owners)
+                for p in chosen:
+                    owners.setdefault(id(p), name or "(root)")
+                layers.append(LayerInfo(label, kind, shapes, count, trainable))
         return layers
 
     # -- weights -----------------------------------------------------------------------

@@ -20,6 +20,12 @@ With ``accumulate=k`` the loop groups the data into lists of ``k`` micro-batches
 on it, its loss divided by its own length). One group is one training batch for
 the callbacks: one ``TrainBatchBegin``/``TrainBatchEnd``, one ``step``, one of
 ``params["steps"]``; its logs are the sample-weighted means of its micro-batches'.
+``steps_per_epoch`` counts groups too (``fit`` asks the data for
+:func:`micro_batches`: ``steps_per_epoch * k`` batches an epoch).
+
+A scheduler's and the ``GradScaler``'s state are saved by ``BackupAndRestore``
+through :class:`~trainbus_torch.step_state.StepState`, which ``fit`` attaches
+before the other callbacks when there is one.
 
 Example:
     >>> import torch
@@ -42,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -52,6 +59,7 @@ from torch import nn
 from trainbus.callbacks import Callback
 from trainbus.fitting import sample_count
 from trainbus_torch.step_options import StepOptions
+from trainbus_torch.step_state import StepState
 
 Compute = Callable[[Any], tuple[torch.Tensor, dict[str, Any]]]
 """``compute(batch)``: the loss tensor and the batch's logs (``loss`` detached, metrics)."""
@@ -145,6 +153,10 @@ class TrainSteps:
         samples: How the loop counts a batch's samples for the epoch means.
         callbacks: Callbacks the run attaches after the others (the per-epoch
             scheduler).
+        first: Callbacks the run attaches before the others: the
+            :class:`~trainbus_torch.step_state.StepState` that ``BackupAndRestore``
+            saves when there is a scheduler or a ``GradScaler`` (nothing otherwise).
+        scaler: The ``GradScaler`` of ``precision="fp16"``, else ``None``.
         builtin: The built-in steps, for the handle's default methods.
     """
 
@@ -156,11 +168,19 @@ class TrainSteps:
         compute: Compute,
         move: Callable[[Any], Any],
         options: StepOptions,
+        *,
+        validates: bool = True,
     ) -> None:
         self.options = options
+        _check_monitor(options, validates)
         autocast = _autocast(options)
         position = _Position()
-        builtin_train = _builtin_train(module, optimizer, compute, options, autocast, position)
+        self.scaler = (
+            torch.amp.GradScaler(options.device_type) if options.scales_gradients else None
+        )
+        builtin_train = _builtin_train(
+            module, optimizer, compute, options, autocast, position, self.scaler
+        )
         builtin_test = _builtin_test(compute, autocast)
         self.builtin = BuiltinSteps(train=builtin_train, test=builtin_test)
         self.test = _on_device(
@@ -186,6 +206,9 @@ class TrainSteps:
         self.callbacks: list[object] = []
         if scheduler is not None and options.scheduler_interval == "epoch":
             self.callbacks.append(_EpochScheduler(scheduler, options))
+        self.first: list[object] = []
+        if scheduler is not None or self.scaler is not None:
+            self.first.append(StepState(scheduler, self.scaler))
 
     def batches(self, data: Iterable[Any]) -> Iterable[Any]:
         """The training data as the loop iterates it: grouped when accumulating."""
@@ -262,6 +285,7 @@ def _builtin_train(
     options: StepOptions,
     autocast: Callable[[], AbstractContextManager[Any]] | None,
     position: _Position,
+    scaler: torch.amp.GradScaler | None,
 ) -> Step:
     if options.plain:
 
@@ -274,7 +298,6 @@ def _builtin_train(
 
         return plain_step
 
-    scaler = torch.amp.GradScaler(options.device_type) if options.scales_gradients else None
     clip_norm, clip_value = options.clip_norm, options.clip_value
     clips = clip_norm is not None or clip_value is not None
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -378,13 +401,22 @@ def _then_schedule(one: Step, scheduler: Any) -> Step:
 
 
 class _EpochScheduler(Callback):
-    """Steps a torch scheduler after every epoch, after the other callbacks' ``on_epoch_end``."""
+    """Steps a torch scheduler after every epoch, after the other callbacks' ``on_epoch_end``.
+
+    torch's ``ReduceLROnPlateau`` steps on ``scheduler_monitor``; an epoch whose
+    logs lack it (no validation that epoch, with ``validation_freq``) is skipped
+    with a warning, once per run, as Keras's ``ReduceLROnPlateau`` does.
+    """
 
     def __init__(self, scheduler: Any, options: StepOptions) -> None:
         super().__init__()
         self.scheduler = scheduler
         self.plateau = options.on_plateau
         self.monitor = options.scheduler_monitor
+        self._warned = False
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._warned = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.plateau:
@@ -392,12 +424,48 @@ class _EpochScheduler(Callback):
             return
         logs = logs or {}
         if self.monitor not in logs:
-            raise KeyError(
-                f"torch's ReduceLROnPlateau steps on scheduler_monitor={self.monitor!r}, which "
-                f"the epoch logs lack (they have {sorted(logs)}): pass validation_data for a "
-                f"val_ key, or another scheduler_monitor"
-            )
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"torch's ReduceLROnPlateau steps on scheduler_monitor={self.monitor!r}, "
+                    f"which the logs of epoch {epoch} lack (they have {sorted(logs)}): it "
+                    f"does not step on such epochs (warned once per run)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return
         self.scheduler.step(float(logs[self.monitor]))
+
+
+def _check_monitor(options: StepOptions, validates: bool) -> None:
+    """Refuse a plateau scheduler watching a ``val_`` log of a run without validation."""
+    monitor = options.scheduler_monitor
+    if options.on_plateau and not validates and monitor.startswith("val_"):
+        raise ValueError(
+            f"torch's ReduceLROnPlateau steps on scheduler_monitor={monitor!r}, a validation "
+            f"log, but this fit has no validation data: pass validation_data or "
+            f"validation_split, or a training log such as scheduler_monitor='loss'"
+        )
+
+
+def micro_batches(steps_per_epoch: Any, accumulate: Any) -> Any:
+    """The batches of data an epoch of ``steps_per_epoch`` optimizer steps takes.
+
+    With ``accumulate=k`` one step is ``k`` micro-batches, so Keras's
+    ``params["steps"] == steps_per_epoch`` holds. Values that are not ints
+    >= 1 pass through unchanged, for the checks that name them.
+
+    Example:
+        >>> micro_batches(5, 3), micro_batches(None, 3), micro_batches(5, 1)
+        (15, None, 5)
+    """
+    if _count(steps_per_epoch) and _count(accumulate):
+        return int(steps_per_epoch) * int(accumulate)
+    return steps_per_epoch
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 __all__ = [
@@ -409,6 +477,7 @@ __all__ = [
     "eval_step",
     "group_samples",
     "installed",
+    "micro_batches",
     "overrides",
     "prediction_step",
 ]

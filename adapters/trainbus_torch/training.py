@@ -71,6 +71,7 @@ from trainbus_torch.step import (
     TrainSteps,
     eval_step,
     installed,
+    micro_batches,
     prediction_step,
 )
 from trainbus_torch.step_options import check_step_options
@@ -264,11 +265,14 @@ def fit(
         accumulate: Micro-batches per optimizer step; each loss is divided by
             the group's length. One group is one batch for the callbacks
             (events, ``step``, ``params["steps"]``); a shorter last group at the
-            epoch's end is stepped on. ``steps_per_execution`` counts groups.
+            epoch's end is stepped on. ``steps_per_execution`` and
+            ``steps_per_epoch`` count groups (optimizer steps).
         scheduler: A torch LR scheduler on ``optimizer``, stepped after the
             optimizer step (``scheduler_interval="batch"``) or after each
             epoch's ``on_epoch_end`` callbacks (``"epoch"``). torch's
-            ``ReduceLROnPlateau`` steps on the epoch log ``scheduler_monitor``.
+            ``ReduceLROnPlateau`` steps on the epoch log ``scheduler_monitor``
+            (skipping, with a warning, epochs without it). ``BackupAndRestore``
+            saves its state and the ``GradScaler``'s.
         scheduler_interval: ``"batch"`` or ``"epoch"``.
         scheduler_monitor: The epoch log torch's ``ReduceLROnPlateau`` reads.
 
@@ -300,7 +304,7 @@ def fit(
         seed=seed,
         sample_weight=_as_tensors(sample_weight),
         class_weight=class_weight,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=micro_batches(steps_per_epoch, accumulate),  # optimizer steps
         validation_data=_as_tensors(validation_data),
         validation_split=validation_split,
         validation_steps=validation_steps,
@@ -321,8 +325,9 @@ def fit(
     )
     move = functools.partial(_to_device, device=device)
     steps = TrainSteps(
-        handle, module, stepper, _compute(module, loss_fn, metric_fns), move, options
-    )
+        handle, module, stepper, _compute(module, loss_fn, metric_fns), move, options,
+        validates=data.validation is not None,
+    )  # fmt: skip
     train_steps = steps.length(data.steps)
     # BackupAndRestore saves and restores the data order's generators through the handle.
     handle.rng_sources = data.rng_sources
@@ -338,7 +343,7 @@ def fit(
     run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
 
     with (
-        attach_callbacks(emitter, [*run.callbacks, *steps.callbacks]),
+        attach_callbacks(emitter, [*steps.first, *run.callbacks, *steps.callbacks]),
         installed(handle, steps.builtin),
         emitter.training(
             epochs=epochs, initial_epoch=initial_epoch, steps=train_steps

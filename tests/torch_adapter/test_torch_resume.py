@@ -130,3 +130,46 @@ def test_tensorboard_keeps_every_finished_epoch_of_a_killed_run(tmp_path: Path) 
     rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
     csv_losses = [float(row.split(",")[1]) for row in rows]
     assert [event.value for event in losses] == pytest.approx(csv_losses, rel=1e-6)
+
+
+STEP_STATE_SCRIPT = Path(__file__).with_name("_resume_step_state.py")
+
+
+def train_step_state(workdir: Path, kill_epoch: int, mode: str) -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "adapters")]),
+        "KERAS_BACKEND": "torch",
+    }
+    run = subprocess.run(
+        [sys.executable, str(STEP_STATE_SCRIPT), str(workdir), str(kill_epoch), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if kill_epoch >= 0:
+        assert run.returncode == -signal.SIGKILL, run.stderr
+        return {}
+    assert run.returncode == 0, run.stderr
+    result: dict[str, Any] = json.loads((workdir / "result.json").read_text())
+    return result
+
+
+@pytest.mark.parametrize("mode", ["epoch", "batch", "fp16"])
+def test_a_resumed_run_continues_the_scheduler_and_the_grad_scaler(
+    mode: str, tmp_path: Path
+) -> None:
+    unbroken = train_step_state(tmp_path / "unbroken", -1, mode)
+    train_step_state(tmp_path / "resumed", 2, mode)
+    resumed = train_step_state(tmp_path / "resumed", -1, mode)
+    # the resumed run's epochs 2 and 3 are the unbroken run's, rates and weights included
+    assert resumed["loss"] == unbroken["loss"][2:]
+    assert resumed["lrs"] == unbroken["lrs"][len(unbroken["lrs"]) // 2 :]
+    assert resumed["weights"] == unbroken["weights"]
+    if mode == "fp16":  # the scale had dropped from its initial 2**16 before the kill
+        assert unbroken["scales"][1] < 2.0**16
+        assert resumed["scales"][0] == unbroken["scales"][1]
+    else:
+        assert len(set(unbroken["lrs"])) > 2  # the rate did change along the run

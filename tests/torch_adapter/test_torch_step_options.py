@@ -221,6 +221,26 @@ def test_steps_per_execution_counts_groups(digits: Any) -> None:
     assert recorder.batch_indices == [[0, 4, 8]]
 
 
+def test_steps_per_epoch_counts_optimizer_steps_when_accumulating(digits: Any) -> None:
+    x, y = digits
+    net = mlp()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    optimizer_steps: list[int] = []
+    optimizer.register_step_post_hook(lambda *_: optimizer_steps.append(1))
+    model_batches: list[int] = []
+    recorder = Recorder()
+    counting = nn.Sequential(net)
+    counting.register_forward_hook(lambda *_: model_batches.append(1))
+    fit(counting, optimizer, F.cross_entropy, batches(x[:1280], y[:1280], 64), epochs=2,
+        accumulate=3, steps_per_epoch=2, callbacks=[recorder], verbose=0,
+        bus=Bus())  # fmt: skip
+    # Keras's params["steps"] is steps_per_epoch: 2 groups of 3 micro-batches an epoch
+    assert recorder.steps == 2
+    assert recorder.batch_indices == [[0, 1], [0, 1]]
+    assert len(optimizer_steps) == 4
+    assert len(model_batches) == 2 * 2 * 3
+
+
 # -- schedulers ----------------------------------------------------------------------------
 
 
@@ -271,9 +291,46 @@ def test_torch_reduce_lr_on_plateau_steps_on_the_monitored_epoch_log(digits: Any
     assert recorder.epoch_lrs == pytest.approx([0.1, 0.1, 0.05, 0.025])
 
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
-    with pytest.raises(KeyError, match=r"scheduler_monitor='val_accuracy', which the epoch logs"):
+    with pytest.raises(ValueError, match=r"scheduler_monitor='val_accuracy', a validation log"):
         fit(net, optimizer, F.cross_entropy, data, epochs=1, scheduler=scheduler,
             scheduler_monitor="val_accuracy", verbose=0, bus=Bus())  # fmt: skip
+
+
+def test_torch_reduce_lr_on_plateau_skips_epochs_without_validation(digits: Any) -> None:
+    x, y = digits
+    net = mlp()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    # patience=0, and a validation loss that never improves after its first value: every
+    # epoch that validates reduces the rate, except the first one that sets the best.
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0)
+    recorder = Recorder()
+    data = batches(x[:256], y[:256], 64)
+    with pytest.warns(UserWarning, match=r"which the logs of epoch 0 lack") as warned:
+        history = fit(net, optimizer, F.cross_entropy, data, epochs=6, validation_data=data[:1],
+                      validation_freq=2, scheduler=scheduler, callbacks=[recorder],
+                      verbose=0, bus=Bus())  # fmt: skip
+    assert len([w for w in warned if "ReduceLROnPlateau" in str(w.message)]) == 1  # once a run
+    assert len(history.history["val_loss"]) == 3  # epochs 1, 3, 5 validated
+    # it stepped on epochs 1, 3 and 5 only: the rate can change after those alone
+    lrs = recorder.epoch_lrs
+    assert lrs[0] == lrs[1] == lrs[2] == 0.1
+    assert lrs[3] == lrs[2] or lrs[3] == lrs[2] / 2
+    assert lrs[4] == lrs[3]
+    assert lrs[5] == lrs[4] or lrs[5] == lrs[4] / 2
+    assert scheduler.last_epoch == 3
+
+
+def test_torch_reduce_lr_on_plateau_on_a_log_no_epoch_has_warns_and_never_steps(
+    digits: Any,
+) -> None:
+    x, y = digits
+    net = mlp()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    with pytest.warns(UserWarning, match=r"scheduler_monitor='accuracy'.*they have \['loss'\]"):
+        fit(net, optimizer, F.cross_entropy, batches(x[:128], y[:128], 64), epochs=2,
+            scheduler=scheduler, scheduler_monitor="accuracy", verbose=0, bus=Bus())  # fmt: skip
+    assert scheduler.last_epoch == 0
 
 
 # -- bad options ---------------------------------------------------------------------------

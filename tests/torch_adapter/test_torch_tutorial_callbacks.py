@@ -72,3 +72,33 @@ def test_frozen_parameters_are_counted_as_non_trainable() -> None:
     assert rate.numpy() == 0.5
     assert rate * 2 == 1.0
     assert float(rate) == 0.5
+
+
+class TiedLanguageModel(nn.Module):
+    """An embedding whose weight the output layer shares (weight tying)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(100, 8)
+        self.out = nn.Linear(8, 100, bias=False)
+        self.out.weight = self.emb.weight
+
+    def forward(self, x: Any) -> Any:
+        return self.out(self.emb(x))
+
+
+def test_a_shared_parameter_is_counted_once() -> None:
+    model = TiedLanguageModel()
+    handle = TorchModel(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    lines: list[str] = []
+    handle.summary(print_fn=lines.append, line_length=100)
+    # as Keras counts a shared weight, and as torch's model.parameters() lists it: once
+    assert handle.count_params() == 800 == sum(p.numel() for p in model.parameters())
+    assert " Total params: 800" in lines
+    assert " Trainable params: 800" in lines
+    rows = [line for line in lines if "(Embedding)" in line or "(Linear)" in line]
+    assert len(rows) == 2
+    assert rows[0].startswith("│ emb (Embedding)")
+    assert rows[0].rstrip("│ ").endswith("800")
+    assert "out [shares emb] (Linear)" in rows[1]
+    assert rows[1].rstrip("│ ").endswith(" 0")
