@@ -151,11 +151,10 @@ class TrainSteps:
             ``accumulate``), the optimizer stepped, a per-batch scheduler too.
         test: ``test(batch)`` → the logs of one validation batch.
         samples: How the loop counts a batch's samples for the epoch means.
-        callbacks: Callbacks the run attaches after the others (the per-epoch
-            scheduler).
-        first: Callbacks the run attaches before the others: the
-            :class:`~trainbus_torch.step_state.StepState` that ``BackupAndRestore``
-            saves when there is a scheduler or a ``GradScaler`` (nothing otherwise).
+        callbacks: Callbacks the run attaches after the others: the per-epoch
+            scheduler, and the :class:`~trainbus_torch.step_state.StepState`
+            that ``BackupAndRestore`` saves when there is a scheduler or a
+            ``GradScaler``.
         scaler: The ``GradScaler`` of ``precision="fp16"``, else ``None``.
         builtin: The built-in steps, for the handle's default methods.
     """
@@ -206,9 +205,8 @@ class TrainSteps:
         self.callbacks: list[object] = []
         if scheduler is not None and options.scheduler_interval == "epoch":
             self.callbacks.append(_EpochScheduler(scheduler, options))
-        self.first: list[object] = []
         if scheduler is not None or self.scaler is not None:
-            self.first.append(StepState(scheduler, self.scaler))
+            self.callbacks.append(StepState(scheduler, self.scaler))
 
     def batches(self, data: Iterable[Any]) -> Iterable[Any]:
         """The training data as the loop iterates it: grouped when accumulating."""

@@ -57,14 +57,6 @@ class StepState(Callback):
         self.scheduler = scheduler
         self.scaler = scaler
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        """Nothing: declared so that ``BackupAndRestore`` sees this callback before itself.
-
-        ``fit`` attaches it before the other callbacks; the backup reads its
-        state once every epoch-end hook has run (the epoch scheduler's step
-        included).
-        """
-
     def state_dict(self) -> dict[str, Any]:
         """``{"scheduler": ..., "scaler": ...}``: the torch states, tensors as NumPy arrays."""
         state: dict[str, Any] = {}

@@ -343,7 +343,7 @@ def fit(
     run = fit_callbacks(callbacks, emitter, verbose=verbose, adapter="torch")
 
     with (
-        attach_callbacks(emitter, [*steps.first, *run.callbacks, *steps.callbacks]),
+        attach_callbacks(emitter, [*run.callbacks, *steps.callbacks]),
         installed(handle, steps.builtin),
         emitter.training(
             epochs=epochs, initial_epoch=initial_epoch, steps=train_steps

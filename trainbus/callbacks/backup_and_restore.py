@@ -80,10 +80,9 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   (``EarlyStopping``'s wait and best, ``ModelCheckpoint``'s best,
   ``ReduceLROnPlateau``'s wait and cooldown, this callback's batch counter),
   so a resumed run behaves like an unbroken one. Keras saves only the weights
-  and the epoch. Because the states are collected at this callback's epoch
-  end, the stateful callbacks must run before it: one attached after it in
-  the same list (or in a later ``bus.attach`` call) is an error, raised
-  before training starts.
+  and the epoch. The epoch-end backup is written once every epoch-end hook
+  has run (``on_epoch_synced``), so the callbacks may be attached in any
+  order.
 * **The restore happens in** ``set_emitter`` (a trainbus extension the
   emitter calls before any begin hook), not in ``on_train_begin``, so the
   restored states are in place before any callback's ``on_train_begin`` runs,
@@ -170,12 +169,11 @@ from trainbus.callbacks.base import Callback
 from trainbus.callbacks.save_frequency import BatchSaveCounter
 from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.distributed import Collective
-from trainbus.events import EpochEnd
 from trainbus.hooks import skippable
 from trainbus.io import atomic_write
 from trainbus.model import save_is_collective
 from trainbus.rng import capture, check_sources, restore
-from trainbus.state import collect_states, restore_states, stateful_callbacks
+from trainbus.state import collect_states, restore_states
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between backups."""
@@ -294,14 +292,13 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         in a distributed run on every rank, from what the primary read.
 
         Raises:
-            ValueError: A stateful callback comes after this one (its state
-                would be saved one epoch behind), or two share a state key.
+            ValueError: Two stateful callbacks share a state key.
             CorruptBackupError: The backup cannot be read or loaded.
         """
         super().set_emitter(emitter)
         callbacks = emitter.bus.callbacks(emitter)
         self._callbacks = list(callbacks) if self in callbacks else [*callbacks, self]
-        self._check_order(_epoch_end_order(emitter, self._callbacks))
+        collect_states(self._callbacks)  # a duplicate state key raises now, not at epoch end
         self._prepared = True
         self._restore()
 
@@ -372,18 +369,6 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             collective.broadcast(mine if rank == collective.rank else None, src=rank)
             for rank in range(collective.world_size)
         ]
-
-    def _check_order(self, epoch_end_order: list[object]) -> None:
-        later = epoch_end_order[epoch_end_order.index(self) + 1 :]
-        stateful = [key for key, cb in stateful_callbacks(later).items() if cb is not self]
-        if stateful:
-            raise ValueError(
-                f"BackupAndRestore saves the callbacks' states at its epoch end, so the "
-                f"stateful callbacks' epoch ends must run before it; running after it: "
-                f"{', '.join(stateful)}. Attach BackupAndRestore last, at a priority no higher "
-                f"than theirs."
-            )
-        collect_states(self._callbacks)  # a duplicate state key raises now, not at epoch end
 
     def _load_backup(self) -> _Read | None:
         """Load the latest usable backup into the model; what was read, or ``None``.
@@ -894,17 +879,6 @@ def _metadata_problem(metadata: Any) -> str:
     if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
         return f"'states' must map state keys to objects, got {states!r}"
     return ""
-
-
-def _epoch_end_order(emitter: Any, callbacks: list[object]) -> list[object]:
-    """``callbacks`` in the order their ``on_epoch_end`` hooks run (priority, then
-    attach order), then those without one."""
-    ordered: list[object] = []
-    for subscription in emitter.bus.subscribers(EpochEnd, emitter):
-        owner = getattr(subscription.fn, "__self__", None)
-        if subscription.kind == "hook" and owner in callbacks and owner not in ordered:
-            ordered.append(owner)
-    return ordered + [cb for cb in callbacks if cb not in ordered]
 
 
 __all__ = ["BackupAndRestore", "CorruptBackupError"]
