@@ -124,13 +124,16 @@ class EpochBatches:
     Without ``steps``, every epoch is one pass over ``data`` (:meth:`epoch`
     returns ``data`` itself). With ``steps``, an epoch takes at most ``steps``
     batches from a pass kept open across epochs; the pass restarts once all of
-    ``len(data)`` batches were taken (``restart=True``, training) or at every
-    epoch (``restart=False``: validation, as Keras's ``evaluate`` resets its
+    ``len(data)`` batches were taken (``keep=True``, training) or at every
+    epoch (``keep=False``: validation, as Keras's ``evaluate`` resets its
     iterator).
 
     Example:
+        >>> import warnings
         >>> source = EpochBatches(list(range(5)), steps=2)
-        >>> [list(source.epoch()) for _ in range(4)]
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # the third epoch runs short, and warns
+        ...     [list(source.epoch()) for _ in range(4)]
         [[0, 1], [2, 3], [4], [0, 1]]
     """
 
