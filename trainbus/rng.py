@@ -16,8 +16,8 @@ that never stopped. Two kinds of generators are known:
   (``trainbus_torch``: a ``torch.Generator``, a ``DataLoader``'s generator and
   its sampler's generator or epoch).
 
-A state is plain JSON data and NumPy arrays (the backup keeps the arrays in
-its ``.npz`` file). The core imports no framework: it only calls what the
+A state is plain JSON data and NumPy arrays (the backup writes the arrays
+into its metadata as base64). The core imports no framework: it only calls what the
 adapters registered.
 
 Example:
