@@ -122,6 +122,7 @@ def main() -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=5))
     try:
         train(args.out, args.epochs, args.batch_size)
+        dist.barrier()  # every rank is done with the group before any rank tears it down
     finally:
         dist.destroy_process_group()
 

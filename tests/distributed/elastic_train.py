@@ -96,6 +96,7 @@ def main() -> None:
         result = train(args.backup, args.kill_rank, args.kill_epoch)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"rank{result['rank']}.json").write_text(json.dumps(result))
+        dist.barrier()  # every rank is done with the group before any rank tears it down
     finally:
         dist.destroy_process_group()
 
