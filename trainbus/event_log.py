@@ -57,7 +57,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pydantic
 
@@ -85,7 +85,7 @@ class EventLogError(TrainbusError):
 
 
 class EventLogWarning(UserWarning):
-    """Something in an event log was left out: a partial last line, batch events past ``max_bytes``."""
+    """Something was left out of a log: a partial last line, batch events past ``max_bytes``."""
 
 
 class RunParams(Event):
@@ -101,7 +101,7 @@ class RunParams(Event):
 
 
 class LogResumed(Event):
-    """The log was reopened by a new writer (a resumed run); ``dropped`` bytes of a partial line were cut."""
+    """A new writer reopened the log (a resumed run); ``dropped``: bytes of a partial line cut."""
 
     dropped: int = 0
 
@@ -257,7 +257,10 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         dropped = 0 if self.compress or self._opened_before else _cut_partial_line(self.path)
         had_lines = self.path.exists() and self.path.stat().st_size > 0
-        handle: IO[bytes] = gzip.open(self.path, "ab") if self.compress else open(self.path, "ab")  # noqa: SIM115
+        handle: IO[bytes] = cast(
+            "IO[bytes]",
+            gzip.open(self.path, "ab") if self.compress else open(self.path, "ab"),  # noqa: SIM115
+        )
         self._file = handle
         if not self._opened_before:
             self._opened_before = True
@@ -363,7 +366,7 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:
         >>> list(read_events(path))
         Traceback (most recent call last):
         ...
-        trainbus.event_log.EventLogError: ...bad.jsonl:1: invalid EpochEnd: epoch: Input should be a valid integer
+        trainbus.event_log.EventLogError: ...bad.jsonl:1: invalid EpochEnd: epoch: Input should be...
     """
     name = str(path)
     lines = _gzip_lines(name) if _is_gzip(name) else _plain_lines(name)
@@ -425,7 +428,7 @@ def _parse(name: str, number: int, line: bytes, known: set[str]) -> Event:
     tag = data["event"]
     if tag not in known:
         raise EventLogError(
-            f"{where}: unknown event type {tag!r} (import the module that defines it before reading)"
+            f"{where}: unknown event type {tag!r} (import the module defining it before reading)"
         )
     try:
         return from_json(line)
