@@ -366,7 +366,7 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:
         >>> list(read_events(path))
         Traceback (most recent call last):
         ...
-        trainbus.event_log.EventLogError: ...bad.jsonl:1: invalid EpochEnd: epoch: Input ...$
+        trainbus.event_log.EventLogError: ...bad.jsonl:1: invalid EpochEnd: epoch: Input ...
     """
     name = str(path)
     lines = _gzip_lines(name) if _is_gzip(name) else _plain_lines(name)
