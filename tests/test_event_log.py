@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import signal
 import subprocess
 import sys
@@ -64,7 +63,8 @@ def test_the_size_cap_drops_batch_events_with_one_warning_and_keeps_epochs(tmp_p
         run(bus, epochs=3)
     assert len([w for w in caught if issubclass(w.category, EventLogWarning)]) == 1
     written = names(path)
-    assert written.count("EpochEnd") == 3 and written[-1] == "TrainEnd"
+    assert written.count("EpochEnd") == 3
+    assert written[-1] == "TrainEnd"
     assert 0 < written.count("TrainBatchEnd") < 30
 
 
@@ -81,7 +81,9 @@ def test_gzip_logs_read_back_and_a_truncated_one_is_one_line_error(tmp_path: Pat
     with pytest.raises(EventLogError) as error:
         list(read_events(cut))
     message = str(error.value)
-    assert "\n" not in message and str(cut) in message and "truncated" in message
+    assert "\n" not in message
+    assert str(cut) in message
+    assert "truncated" in message
 
 
 def test_a_bad_line_names_the_file_the_line_and_what_is_wrong(tmp_path: Path) -> None:
@@ -100,7 +102,8 @@ def test_a_bad_line_names_the_file_the_line_and_what_is_wrong(tmp_path: Path) ->
             list(read_events(path))
         message = str(error.value)
         assert message.startswith(f"{path}:2: "), message
-        assert expected in message and "\n" not in message
+        assert expected in message
+        assert "\n" not in message
 
 
 def test_a_sigkilled_writer_replays_up_to_its_last_whole_line(tmp_path: Path) -> None:
@@ -134,7 +137,8 @@ def test_a_sigkilled_writer_replays_up_to_its_last_whole_line(tmp_path: Path) ->
 
     history = History()
     result = replay(path, callbacks=[history])
-    assert history.epoch == [0, 1, 2] and result.events == len(events) - 1  # not RunParams
+    assert history.epoch == [0, 1, 2]
+    assert result.events == len(events) - 1
 
     # A torn last line (what a full disk or a power loss leaves): skipped with one warning.
     torn = data + b'{"event": "TrainBatchEnd", "step": 1'
@@ -152,7 +156,8 @@ def test_a_sigkilled_writer_replays_up_to_its_last_whole_line(tmp_path: Path) ->
         warnings.simplefilter("error")
         resumed = list(read_events(path))
     marker = resumed[len(events)]
-    assert isinstance(marker, LogResumed) and marker.dropped == len(torn) - len(data)
+    assert isinstance(marker, LogResumed)
+    assert marker.dropped == len(torn) - len(data)
     assert [type(e).__name__ for e in resumed[len(events) + 1 :]][:2] == ["RunParams", "TrainBegin"]
 
 
