@@ -243,3 +243,21 @@ def test_importing_trainbus_look_loads_neither_rich_nor_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert json.loads(result.stdout) == []
+
+
+def test_the_requested_epochs_come_from_an_event_logs_recorded_params(tmp_path: Path) -> None:
+    from trainbus.event_log import EventLog, read_events
+
+    bus = Bus()
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    bus.attach([stopper])
+    emitter = Emitter(bus, model=NumpyModel({"w": np.zeros(1)}))
+    with EventLog(tmp_path / "run.jsonl").subscribe(bus), emitter.training(epochs=9) as epochs:
+        for epoch in epochs:
+            for _ in emitter.batches(range(2)):
+                emitter.log(loss=[3.0, 2.0, 2.5, 2.6][min(epoch, 3)])
+
+    summary = summarize(read_events(tmp_path / "run.jsonl"))  # no epochs= given
+    assert stopper.stopped_epoch == 2  # best at epoch 1, worse at 2 (patience 1)
+    assert (summary.stop.kind, summary.stop.last_epoch) == ("stopped_early", 2)
+    assert any("of 9" in line for line in summary_lines(summary))

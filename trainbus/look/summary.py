@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from trainbus.callbacks.monitor import Direction, monitor_direction
 from trainbus.event import Event
+from trainbus.event_log import RunParams
 from trainbus.events import Aborted, EpochEnd, TrainBegin, TrainEnd
 
 LEARNING_RATE = "learning_rate"
@@ -122,7 +123,9 @@ def summarize(
         events: The run's events in the order they were sent.
         name: The run's name, for tables and legends.
         epochs: How many epochs the run asked for (Keras's ``params["epochs"]``),
-            which tells a completed run from an early stop; ``None``: unknown.
+            which tells a completed run from an early stop; ``None``: the
+            ``params`` an :class:`~trainbus.event_log.EventLog` recorded
+            (``RunParams``), else unknown.
 
     Raises:
         TypeError: ``events`` holds something that is not a trainbus ``Event``.
@@ -134,6 +137,7 @@ def summarize(
         raise ValueError(f"epochs must be a positive int or None, got {epochs!r}")
     by_epoch: dict[int, Mapping[str, Any]] = {}
     ending: Event | None = None
+    requested = epochs
     training = False
     steps = 0
     for position, event in enumerate(events):
@@ -143,7 +147,10 @@ def summarize(
                 f"{type(event).__name__}: {event!r}"
             )
         steps = max(steps, event.step)
-        if isinstance(event, TrainBegin):
+        if isinstance(event, RunParams) and epochs is None:
+            recorded = event.params.get("epochs")
+            requested = recorded if type(recorded) is int and recorded > 0 else None
+        elif isinstance(event, TrainBegin):
             training, ending = True, None
         elif isinstance(event, EpochEnd) and training:
             by_epoch[event.epoch] = event.logs
@@ -164,7 +171,7 @@ def summarize(
         curves=curves,
         best=best,
         learning_rate=(min(rates), max(rates)) if rates else None,
-        stop=_stop(ending, order[-1] if order else None, epochs),
+        stop=_stop(ending, order[-1] if order else None, requested),
         steps=steps,
     )
 
