@@ -70,7 +70,6 @@ from trainbus.fitting import (
     data_length,
     eval_callbacks,
     fit_callbacks,
-    sample_count,
 )
 from trainbus.logs import Logs, register_converter
 from trainbus.means import plain_sum, register_reducer
@@ -302,7 +301,7 @@ def fit(
         emitter.training(epochs=epochs, initial_epoch=initial_epoch, steps=data.steps) as epochs_,
     ):
         for epoch in epochs_:
-            for batch in emitter.batches(data.train.epoch(), samples=sample_count):
+            for batch in emitter.batches(data.train.epoch()):
                 result = train_step(handle.params, handle.opt_state, batch)
                 try:  # before the model is updated: a malformed result changes nothing
                     params, opt_state, logs = result
@@ -416,7 +415,7 @@ def predict(
 
 def _test_loop(emitter: Emitter, eval_step: EvalStep, model: JaxModel, data: Iterable[Any]) -> None:
     """One evaluation run."""
-    with emitter.evaluation(data, samples=sample_count) as batches:
+    with emitter.evaluation(data) as batches:
         for batch in batches:
             logs = eval_step(model.params, batch)
             try:

@@ -60,7 +60,6 @@ from trainbus.fitting import (
     data_length,
     eval_callbacks,
     fit_callbacks,
-    sample_count,
 )
 from trainbus.logs import Logs, register_converter
 from trainbus.means import plain_sum, register_reducer
@@ -491,7 +490,7 @@ def predict(
 
 def _test_loop(emitter: Emitter, test_step: Step, data: Iterable[Any]) -> None:
     """One evaluation run (call under ``torch.no_grad()``)."""
-    with emitter.evaluation(data, samples=sample_count) as batches:
+    with emitter.evaluation(data) as batches:
         for batch in batches:
             emitter.log(**test_step(batch))
 
