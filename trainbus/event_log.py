@@ -15,6 +15,18 @@ What is written:
   received (``epochs``, ``steps``, ...) and the optimizer's learning rate.
 - On opening a file that already holds lines (a run resumed by
   ``BackupAndRestore`` in a new process), a :class:`LogResumed` line first.
+- Wall-clock time: the lines of ``TrainBegin``, ``EpochEnd``, ``TrainEnd``
+  and ``Aborted`` carry a ``"time"`` field (unix seconds) next to the event's
+  own; :func:`read_records` yields it, :func:`read_events` leaves it out, and
+  logs written without it read as before.
+- The learning rate: the ``EpochEnd`` lines carry a ``"learning_rate"``
+  field, the optimizer's rate during that epoch (what ``ReduceLROnPlateau``
+  and ``LearningRateScheduler`` add to the logs live, after the log wrote
+  them), so a recorded run keeps its learning-rate curve while its events
+  stay as they were sent. :func:`read_records` yields it.
+- In a distributed run only the ranks in ``ranks=`` write (default: the
+  primary, as trainbus's other writers; :mod:`trainbus.ranks`); the others
+  never open the file.
 
 Crash safety. Lines are appended in order and each ends with ``\\n``; the
 file is flushed at every epoch end and ``fsync``-ed at train end (and on
@@ -51,13 +63,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import sys
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, NamedTuple, cast
 
 import pydantic
 
@@ -74,6 +88,7 @@ from trainbus.events import (
     TrainBegin,
     TrainEnd,
 )
+from trainbus.ranks import Ranks, RanksSpec
 from trainbus.serialization import event_tag, from_json, to_json
 from trainbus.subscription import Subscription
 
@@ -108,6 +123,31 @@ class LogResumed(Event):
 
 _DEFAULT_EVENTS: tuple[type[Event], ...] = (PhaseBegin, PhaseEnd, EpochEvent, Aborted, BatchEvent)
 
+TIME_FIELD = "time"
+"""The JSON field of a line's wall-clock time (unix seconds), outside the event's own fields."""
+
+RATE_FIELD = "learning_rate"
+"""The JSON field of an ``EpochEnd`` line's learning rate, outside the event's own fields."""
+
+_TIMED: frozenset[type[Event]] = frozenset({TrainBegin, EpochEnd, TrainEnd, Aborted})
+_TIMED_TAGS = frozenset(event_tag(cls) for cls in _TIMED)
+_EPOCH_END_TAG = event_tag(EpochEnd)
+
+
+class Record(NamedTuple):
+    """One line of a log: its event, and what :class:`EventLog` noted beside it.
+
+    Attributes:
+        event: The event, as it was sent.
+        time: Wall-clock unix seconds (lifecycle lines), else ``None``.
+        learning_rate: The optimizer's rate during the epoch (``EpochEnd``
+            lines of a model with an optimizer), else ``None``.
+    """
+
+    event: Event
+    time: float | None = None
+    learning_rate: float | None = None
+
 
 class EventLog:
     """Appends the events of a bus to ``path`` as JSON lines (see the module docstring).
@@ -122,6 +162,10 @@ class EventLog:
         max_bytes: Past this many bytes (uncompressed), batch events are
             no longer written (one :class:`EventLogWarning`); the others are.
         compress: Write gzip; ``None`` decides from the ``.gz`` suffix.
+        ranks: In a distributed run, the ranks that write: ``"primary"``
+            (the default), ``"all"`` or a set of rank numbers (see
+            :mod:`trainbus.ranks`). Ranks that share a file system need a
+            path each when several write.
 
     Use :meth:`subscribe` to start recording and :meth:`close` (or a
     ``with`` block) to stop.
@@ -135,8 +179,10 @@ class EventLog:
         events: tuple[type[Event], ...] | None = None,
         max_bytes: int | None = None,
         compress: bool | None = None,
+        ranks: RanksSpec = "primary",
     ) -> None:
         self.path = Path(path)
+        Ranks.parse(ranks)  # checked now, with the error ranks= gives everywhere
         if every is not None and (
             isinstance(every, bool) or not isinstance(every, int) or every < 1
         ):
@@ -153,6 +199,8 @@ class EventLog:
         self.events = chosen
         self.max_bytes = max_bytes
         self.compress = self.path.suffix == ".gz" if compress is None else bool(compress)
+        self.ranks = ranks
+        self._optimizer: Any = None
         self._file: IO[bytes] | None = None
         self._opened_before = False
         self._size = 0
@@ -170,7 +218,7 @@ class EventLog:
             raise ValueError(f"{self!r} is already subscribed to {self._bus!r}")
         with bus.changes():
             # Attached as a callback for set_params/set_model only (it overrides no hook).
-            self._attachment = bus.attach(self, sender=sender)
+            self._attachment = bus.attach(self, sender=sender, ranks=self.ranks)
             for cls in self.events:
                 if issubclass(cls, BatchEvent):
                     self._add(bus, cls, sender, self.every, None)
@@ -191,6 +239,7 @@ class EventLog:
                 self.write,
                 sender=sender,
                 priority=_FIRST,
+                ranks=self.ranks,
                 every=every,
                 when=when,
                 name=f"EventLog({str(self.path)!r})",
@@ -208,12 +257,16 @@ class EventLog:
         self._bus = None
 
     def set_model(self, model: Any) -> None:
-        """Note the optimizer's learning rate (for :class:`RunParams`)."""
-        rate = getattr(getattr(model, "optimizer", None), "learning_rate", None)
+        """Note the optimizer (its learning rate goes in :class:`RunParams` and epoch ends)."""
+        self._optimizer = getattr(model, "optimizer", None)
+        self._learning_rate = self._current_rate()
+
+    def _current_rate(self) -> float | None:
+        rate = getattr(self._optimizer, "learning_rate", None)
         try:
-            self._learning_rate = None if rate is None else float(rate)
+            return None if rate is None else float(rate)
         except (TypeError, ValueError):
-            self._learning_rate = None
+            return None
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Note the run's ``params`` (its JSON-ready values) for :class:`RunParams`."""
@@ -241,14 +294,25 @@ class EventLog:
             self._append(
                 RunParams(step=event.step, params=self._params, learning_rate=self._learning_rate)
             )
-        self._append(event)
+        if type(event) not in _TIMED:
+            self._append(event)
+            return
+        extra = f',"{TIME_FIELD}":{time.time():.3f}'
+        if isinstance(event, EpochEnd):
+            rate = self._current_rate()
+            if rate is not None and math.isfinite(rate):
+                extra += f',"{RATE_FIELD}":{rate!r}'
+        self._append(event, extra)
         if isinstance(event, EpochEnd):
             self.flush()
         elif isinstance(event, (TrainEnd, Aborted)):
             self.sync()
 
-    def _append(self, event: Event) -> None:
-        line = (to_json(event) + "\n").encode()
+    def _append(self, event: Event, extra: str = "") -> None:
+        text = to_json(event)
+        if extra:  # fields beside the event's own, before the object's closing brace
+            text = f"{text[:-1]}{extra}}}"
+        line = (text + "\n").encode()
         handle = self._file if self._file is not None else self._open()
         handle.write(line)
         self._size += len(line)
@@ -348,7 +412,7 @@ def _cut_partial_line(path: Path) -> int:
 
 
 def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:
-    """The events of a log, in order, validated.
+    """The events of a log, in order, validated (their ``"time"`` fields left out).
 
     A partial last line (a killed writer's) is skipped with one
     :class:`EventLogWarning`.
@@ -368,6 +432,25 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:
         ...
         trainbus.event_log.EventLogError: ...bad.jsonl:1: invalid EpochEnd: epoch: Input ...
     """
+    for record in read_records(path):
+        yield record.event
+
+
+def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
+    """The lines of a log as :class:`Record`: each event with its time and learning rate.
+
+    :class:`EventLog` times the lines of ``TrainBegin``, ``EpochEnd``,
+    ``TrainEnd`` and ``Aborted`` and notes the rate on ``EpochEnd`` lines;
+    other lines, and logs written before these were recorded, give ``None``.
+    Errors and warnings as :func:`read_events`.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.jsonl"
+        >>> _ = path.write_text('{"event":"TrainBegin","step":0,"logs":{},"time":1700000000.5}\\n')
+        >>> list(read_records(path))
+        [Record(event=TrainBegin(step=0, logs={}), time=1700000000.5, learning_rate=None)]
+    """
     name = str(path)
     lines = _gzip_lines(name) if _is_gzip(name) else _plain_lines(name)
     known = _known_tags()
@@ -377,12 +460,29 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:
                 f"{name}:{number}: skipped a partial last line ({len(line)} bytes; the writer "
                 "was stopped mid-line)",
                 EventLogWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return
         if not line.strip():
             continue
         yield _parse(name, number, line, known)
+
+
+def parse_line(line: str | bytes, *, name: str = "<line>", number: int = 1) -> Record:
+    """One whole line of a log as a :class:`Record`; errors name ``name:number``.
+
+    For readers that take a log line by line (``trainbus tail`` follows a
+    growing file with it).
+
+    Raises:
+        EventLogError: as :func:`read_events`.
+
+    Example:
+        >>> parse_line('{"event": "TrainEnd", "step": 3, "logs": {}}').event
+        TrainEnd(step=3, logs={})
+    """
+    data = line.encode() if isinstance(line, str) else line
+    return _parse(name, number, data, _known_tags())
 
 
 def _is_gzip(name: str) -> bool:
@@ -415,7 +515,7 @@ def _known_tags() -> set[str]:
     return {event_tag(cls) for cls in _event_classes()}
 
 
-def _parse(name: str, number: int, line: bytes, known: set[str]) -> Event:
+def _parse(name: str, number: int, line: bytes, known: set[str]) -> Record:
     where = f"{name}:{number}"
     try:
         data = json.loads(line)
@@ -430,12 +530,26 @@ def _parse(name: str, number: int, line: bytes, known: set[str]) -> Event:
         raise EventLogError(
             f"{where}: unknown event type {tag!r} (import the module defining it before reading)"
         )
+    when = rate = None
+    if tag in _TIMED_TAGS and (TIME_FIELD in data or RATE_FIELD in data):
+        when = _number(data.pop(TIME_FIELD, None), where, TIME_FIELD, "unix seconds")
+        if tag == _EPOCH_END_TAG:
+            rate = _number(data.pop(RATE_FIELD, None), where, RATE_FIELD, "a number")
+        line = json.dumps(data).encode()  # NaN and infinities as the constants from_json reads
     try:
-        return from_json(line)
+        return Record(from_json(line), when, rate)
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"][1:]) or tag
         raise EventLogError(f"{where}: invalid {tag}: {field}: {first['msg']}") from None
+
+
+def _number(value: Any, where: str, field: str, expected: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EventLogError(f'{where}: "{field}" must be {expected}, got {value!r}')
+    return float(value)
 
 
 def _short(line: bytes) -> str:

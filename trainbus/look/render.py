@@ -44,7 +44,26 @@ def _facts(summary: RunSummary) -> list[tuple[str, str]]:
         low, high = summary.learning_rate
         rate = f"{low:.6g}" if low == high else f"{low:.6g} to {high:.6g}"
         facts.append(("learning rate", rate))
+    if summary.duration is not None:
+        facts.append(("duration", format_duration(summary.duration)))
     return facts
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` for people: ``"0.42s"``, ``"12.3s"``, ``"4m 05s"``, ``"2h 03m 09s"``.
+
+    Example:
+        >>> format_duration(0.4213), format_duration(245.2), format_duration(7389)
+        ('0.42s', '4m 05s', '2h 03m 09s')
+    """
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
 def _metric_rows(summary: RunSummary) -> list[tuple[str, str, str]]:

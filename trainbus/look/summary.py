@@ -18,7 +18,9 @@ test and predict events are skipped (their ``step`` gives the training steps).
   the requested count is unknown: events do not carry Keras's
   ``params["epochs"]``; pass ``epochs=``) or ``"incomplete"`` (neither: a
   running or killed job).
-- Events carry no wall-clock time, so a summary has no duration.
+- Events carry no wall-clock time; pass ``duration=`` (seconds) when it is
+  known: :func:`trainbus.look.load.load_run` takes it from the times an
+  :class:`~trainbus.event_log.EventLog` writes beside the events.
 
 Epochs are 0-based, as in the events; :mod:`trainbus.look.render` prints them
 1-based, as Keras's progress output does.
@@ -99,6 +101,7 @@ class RunSummary:
         learning_rate: The lowest and highest learning rate logged, or ``None``.
         stop: How training ended.
         steps: Training batches completed (the largest ``step`` seen).
+        duration: Wall-clock seconds from train begin to the last event, if known.
     """
 
     name: str
@@ -108,6 +111,7 @@ class RunSummary:
     learning_rate: tuple[float, float] | None
     stop: StopReason
     steps: int = 0
+    duration: float | None = None
     metrics: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,7 +119,11 @@ class RunSummary:
 
 
 def summarize(
-    events: Iterable[Event], *, name: str = "run", epochs: int | None = None
+    events: Iterable[Event],
+    *,
+    name: str = "run",
+    epochs: int | None = None,
+    duration: float | None = None,
 ) -> RunSummary:
     """Summarize one run's events (see the module docstring for the rules).
 
@@ -126,6 +134,7 @@ def summarize(
             which tells a completed run from an early stop; ``None``: the
             ``params`` an :class:`~trainbus.event_log.EventLog` recorded
             (``RunParams``), else unknown.
+        duration: The run's wall-clock seconds, if known (kept as given).
 
     Raises:
         TypeError: ``events`` holds something that is not a trainbus ``Event``.
@@ -135,6 +144,13 @@ def summarize(
         isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
     ):
         raise ValueError(f"epochs must be a positive int or None, got {epochs!r}")
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, (int, float))
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
+        raise ValueError(f"duration must be seconds >= 0 or None, got {duration!r}")
     by_epoch: dict[int, Mapping[str, Any]] = {}
     ending: Event | None = None
     requested = epochs
@@ -173,6 +189,7 @@ def summarize(
         learning_rate=(min(rates), max(rates)) if rates else None,
         stop=_stop(ending, order[-1] if order else None, requested),
         steps=steps,
+        duration=None if duration is None else float(duration),
     )
 
 
