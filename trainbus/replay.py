@@ -133,6 +133,8 @@ class ReplayModel:
     """
 
     built = True
+    writes_files = False
+    """Savers skip creating a checkpoint's folder (:mod:`trainbus.callbacks.writer`)."""
 
     def __init__(self, result: ReplayResult, learning_rate: float | None) -> None:
         self._result = result

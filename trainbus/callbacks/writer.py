@@ -130,7 +130,7 @@ class PrimaryWriter:
         collective = self._collective() if save_is_collective(model) else None
         if self.writes_here or collective is not None:
             directory = os.path.dirname(path)
-            if directory:
+            if directory and getattr(model, "writes_files", True):  # not replay's stand-in
                 os.makedirs(directory, exist_ok=True)
             if weights_only:
                 model.save_weights(path, overwrite=True)
