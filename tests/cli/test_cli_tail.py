@@ -1,0 +1,98 @@
+"""`trainbus tail`: the epochs of a log as they land; follows a file a real writer appends to."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import ROOT, Cli, Recorded
+
+
+def test_no_follow_prints_every_epoch_there_and_the_end(cli: Cli, recorded: Recorded) -> None:
+    result = cli("tail", recorded.path, "--no-follow")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    history = recorded.history.history
+    epochs = [line for line in lines if line.startswith("Epoch ")]
+    assert len(epochs) == len(recorded.history.epoch)
+    for epoch, line in enumerate(epochs):
+        assert line.startswith(f"Epoch {epoch + 1}/40  loss {history['loss'][epoch]:.4g}")
+        assert f"val_loss {history['val_loss'][epoch]:.4g}" in line
+        assert f"learning_rate {history['learning_rate'][epoch]:.4g}" in line
+    assert lines[0] == "training began (40 epochs requested)"
+    assert lines[-1].startswith(f"training ended after epoch {len(epochs)}")
+
+
+def test_no_follow_on_a_partial_log_prints_what_is_there_and_warns_on_one_line(
+    cli: Cli, recorded: Recorded, tmp_path: Path
+) -> None:
+    data = recorded.path.read_bytes()
+    cut = tmp_path / "running.jsonl"
+    cut.write_bytes(data[: data.index(b'"EpochEnd"', data.index(b'"EpochEnd"') + 1) + 40])
+    result = cli("tail", cut, "--no-follow")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("Epoch")] == [
+        "1/40"
+    ]
+    assert "training ended" not in result.stdout
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"trainbus: warning: {cut}:")
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    source, target, go = sys.argv[1], sys.argv[2], sys.argv[3]
+    lines = open(source, "rb").read().splitlines(keepends=True)
+    with open(target, "ab", buffering=0) as out:
+        for line in lines:
+            half = len(line) // 2
+            out.write(line[:half])  # a line lands in two writes
+            time.sleep(0.002)
+            out.write(line[half:])
+            if b'"TrainBegin"' in line:
+                while not os.path.exists(go):  # the test saw the tail print it
+                    time.sleep(0.01)
+            if b'"EpochEnd"' in line:
+                time.sleep(0.02)
+    """
+)
+
+
+def test_follow_prints_epochs_as_a_writer_appends_them_and_ends_at_train_end(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    target, go = tmp_path / "live.jsonl", tmp_path / "go"
+    target.write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "trainbus.cli", "tail", str(target), "--interval", "0.02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(recorded.path), str(target), go])
+    try:
+        assert tail.stdout is not None
+        ready, _, _ = select.select([tail.stdout], [], [], 60)
+        assert ready, "tail printed nothing within 60 s"
+        first = tail.stdout.readline()
+        assert first == "training began (40 epochs requested)\n"
+        assert "Epoch" not in target.read_text()  # the epochs are not written yet
+        go.touch()
+        out, err = tail.communicate(timeout=60)
+        assert writer.wait(timeout=60) == 0
+    finally:
+        for process in (tail, writer):
+            if process.poll() is None:
+                process.kill()
+    assert tail.returncode == 0, err
+    lines = out.splitlines()
+    assert sum(line.startswith("Epoch ") for line in lines) == len(recorded.history.epoch)
+    assert lines[-1].startswith(f"training ended after epoch {len(recorded.history.epoch)}")
+    assert err == ""
