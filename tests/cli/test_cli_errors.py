@@ -1,4 +1,4 @@
-"""Errors: one line on stderr naming the file, the line and what is wrong; exit codes; no traceback."""
+"""Errors: one line on stderr naming the file, the line and what is wrong; no traceback."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_a_malformed_line_is_named_by_file_and_line(
     name, *options = command
     result = cli(name, bad, *options, cwd=tmp_path)
     assert_one_line_error(result, 1, f"{bad}:6:", "invalid EpochEnd")
-    assert not (tmp_path / "out.png").exists() and not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_line_that_is_not_json(cli: Cli, recorded: Recorded, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`trainbus replay` on a real recorded run: the library's decisions, printed; safe callback specs."""
+"""`trainbus replay` on a real recorded run: the library's decisions; safe callback specs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`trainbus show` and `trainbus plot` on a real recorded run; help; the entry point; lazy imports."""
+"""`trainbus show` and `trainbus plot` on a real recorded run; help, entry point, lazy imports."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import importlib
 import json
 import subprocess
 import sys
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from conftest import ROOT, Cli, Recorded, run_cli
 from PIL import Image
 
@@ -51,7 +51,8 @@ def test_show_names_the_metrics_their_best_epochs_the_stop_and_the_duration(
     rates = recorded.history.history["learning_rate"]
     assert f"{min(rates):.6g} to {max(rates):.6g}" in out  # the rate the log recorded
     assert "duration" in rows
-    assert "─" not in out and "\x1b[" not in out  # piped: plain text, no box or colour
+    assert "─" not in out
+    assert "\x1b[" not in out
 
 
 def test_plot_writes_a_png_and_an_svg_with_one_line_per_series(
@@ -62,7 +63,8 @@ def test_plot_writes_a_png_and_an_svg_with_one_line_per_series(
     assert result.returncode == 0, result.stderr
     assert f"wrote {png}" in result.stdout
     image = np.asarray(Image.open(png).convert("L"))
-    assert image.shape[0] > 300 and image.shape[1] > 500
+    assert image.shape[0] > 300
+    assert image.shape[1] > 500
     assert image.std() > 10  # not blank: curves and text on white
 
     second = tmp_path / "other.jsonl"
@@ -90,7 +92,8 @@ def test_show_and_plot_agree_with_the_library_on_the_recorded_run(recorded: Reco
     assert summary.epochs == tuple(recorded.history.epoch)
     assert list(summary.curves["learning_rate"]) == recorded.history.history["learning_rate"]
     assert list(summary.curves["val_loss"]) == recorded.history.history["val_loss"]
-    assert summary.duration is not None and summary.duration >= 0
+    assert summary.duration is not None
+    assert summary.duration >= 0
     # the events themselves stay as they were sent: no learning_rate in the recorded logs
     assert all("learning_rate" not in e.logs for e in read_events(recorded.path))
 
