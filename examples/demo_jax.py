@@ -42,6 +42,7 @@ from trainbus.callbacks import (
     ProgbarLogger,
     ReduceLROnPlateau,
 )
+from trainbus.event_log import EventLog
 from trainbus_jax import JaxModel, fit
 
 HIDDEN = 64
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> Result:
     train_step, eval_step = make_steps(tx)
 
     bus = Bus("demo")
+    run_log = args.out / "run.jsonl"  # the run's events, for `trainbus show` and `trainbus plot`
+    run_log.unlink(missing_ok=True)  # a new run: not appended to an earlier one's log
+    event_log = EventLog(run_log, every=10).subscribe(bus)  # batch events: every 10th
     counts: dict[str, int] = {}
 
     @bus.on(Event)  # the base class: every event on this bus
@@ -214,6 +218,10 @@ def main(argv: list[str] | None = None) -> Result:
     best_accuracy = accuracy_of(best.params, x_val, y_val)
     print(f"best checkpoint: {best_checkpoint} (val_accuracy {best_accuracy:.4f})")
     print(f"outputs in {args.out}/: best.npz (best val_accuracy), epochs.csv (epoch logs)")
+    event_log.close()
+    print(f"event log: {run_log}; look at the run with the trainbus command line:")
+    print(f"  trainbus show {run_log}")
+    print(f"  trainbus plot {run_log} -o {args.out / 'curves.png'}")
     return Result(
         counts, epochs_run, stopped, val_accuracy, best_checkpoint, best_accuracy, args.out
     )

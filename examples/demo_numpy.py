@@ -36,6 +36,7 @@ from trainbus.callbacks import (
     ProgbarLogger,
     ReduceLROnPlateau,
 )
+from trainbus.event_log import EventLog
 from trainbus.numpy_model import NumpyModel
 
 
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> Result:
     )
 
     bus = Bus("demo")
+    run_log = args.out / "run.jsonl"  # the run's events, for `trainbus show` and `trainbus plot`
+    run_log.unlink(missing_ok=True)  # a new run: not appended to an earlier one's log
+    event_log = EventLog(run_log, every=10).subscribe(bus)  # batch events: every 10th
     counts: dict[str, int] = {}
 
     @bus.on(Event)  # the base class: every event on this bus
@@ -168,6 +172,10 @@ def main(argv: list[str] | None = None) -> Result:
     val_accuracy = float(loss_and_accuracy(probs, y_val)[1])
     print(f"validation accuracy of the restored best weights: {val_accuracy:.3f}")
     print(f"outputs in {args.out}/: best.npz (best val_accuracy), epochs.csv (epoch logs)")
+    event_log.close()
+    print(f"event log: {run_log}; look at the run with the trainbus command line:")
+    print(f"  trainbus show {run_log}")
+    print(f"  trainbus plot {run_log} -o {args.out / 'curves.png'}")
     return Result(counts, epochs_run, stopped, val_accuracy, args.out)
 
 

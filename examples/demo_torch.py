@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from trainbus import Bus, EpochEnd
 from trainbus.callbacks import CSVLogger, ModelCheckpoint, ReduceLROnPlateau
+from trainbus.event_log import EventLog
 from trainbus_torch import TorchModel, evaluate, fit
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> Result:
     model = TorchModel(module, optimizer)  # what callbacks see as self.model
 
     bus = Bus("demo")
+    run_log = args.out / "run.jsonl"  # the run's events, for `trainbus show` and `trainbus plot`
+    run_log.unlink(missing_ok=True)  # a new run: not appended to an earlier one's log
+    event_log = EventLog(run_log, every=10).subscribe(bus)  # batch events: every 10th
 
     @bus.on(EpochEnd, every=5)  # epochs 5, 10, 15, ... (event.epoch is 0-based)
     def report(event: EpochEnd) -> None:
@@ -148,6 +152,10 @@ def main(argv: list[str] | None = None) -> Result:
         f"validation accuracy {results['accuracy']:.3f}"
     )
     print(f"epoch logs: {args.out / 'epochs.csv'}")
+    event_log.close()
+    print(f"event log: {run_log}; look at the run with the trainbus command line:")
+    print(f"  trainbus show {run_log}")
+    print(f"  trainbus plot {run_log} -o {args.out / 'curves.png'}")
     return Result(
         epochs_run,
         stopped,
