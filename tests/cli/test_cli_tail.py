@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -96,3 +97,31 @@ def test_follow_prints_epochs_as_a_writer_appends_them_and_ends_at_train_end(
     assert sum(line.startswith("Epoch ") for line in lines) == len(recorded.history.epoch)
     assert lines[-1].startswith(f"training ended after epoch {len(recorded.history.epoch)}")
     assert err == ""
+
+
+def test_ctrl_c_ends_a_follow_with_exit_code_130_and_no_traceback(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    lines = recorded.path.read_bytes().splitlines(keepends=True)
+    running = tmp_path / "running.jsonl"
+    running.write_bytes(b"".join(lines[:2]))  # RunParams, TrainBegin: a job that has just begun
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "trainbus.cli", "tail", str(running), "--interval", "0.02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert tail.stdout is not None
+        ready, _, _ = select.select([tail.stdout], [], [], 60)
+        assert ready, "tail printed nothing within 60 s"
+        assert tail.stdout.readline().startswith("training began")  # it is following now
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=60)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.returncode == 130
+    assert "Traceback" not in err
