@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from trainbus.look import load_run
 from trainbus.numpy_model import NumpyModel
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_numpy.py"
@@ -84,6 +85,13 @@ def test_early_stopping_stops_a_long_run_and_the_outputs_are_written(
         "val_loss",
     ]
     assert len(rows) == 1 + result.epochs_run  # a header and one row per epoch
+    run = load_run(tmp_path / "run.jsonl")  # the event log, as `trainbus show` reads it
+    assert run.epochs == tuple(range(result.epochs_run))
+    assert run.stop.describe() == f"stopped early after epoch {result.epochs_run} of 300"
+    rates = [float(row.split(",")[2]) for row in rows[1:]]  # CSVLogger's learning_rate
+    assert list(run.curves["learning_rate"]) == rates  # the rate the log recorded
+    assert f"trainbus show {tmp_path / 'run.jsonl'}" in out
+    assert f"trainbus plot {tmp_path / 'run.jsonl'} -o {tmp_path / 'curves.png'}" in out
     best = NumpyModel({"W": np.zeros((64, 10)), "b": np.zeros(10)})
     best.load_weights(tmp_path / "best.npz")  # the checkpoint loads back
     assert np.abs(best.params["W"]).sum() > 0
