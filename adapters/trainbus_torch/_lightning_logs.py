@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -71,6 +71,31 @@ def keras_names(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def epoch_values(
+    metrics: Mapping[str, Any], batch_keys: Collection[str], eval_keys: Collection[str]
+) -> dict[str, Any]:
+    """Lightning's epoch aggregates in ``metrics`` at a training epoch's end, by Keras name.
+
+    At that point Lightning has recreated its values (object identity tells
+    nothing), so they are picked by name: a value logged with ``on_epoch=True``
+    (its aggregate: ``name``, with a ``name_epoch`` copy when it was logged per
+    step too), but neither a value logged per step only (``batch_keys``: the
+    epoch mean of its batch values stands) nor one of the evaluations'
+    results (``eval_keys``: they are the ``val_`` results already).
+
+    Example:
+        >>> metrics = {"mae": 1.5, "mae_epoch": 1.5, "mae_step": 3.0, "step_only": 2.0,
+        ...            "acc": 0.9, "val_loss": 0.4}
+        >>> epoch_values(metrics, {"mae", "step_only"}, {"val_loss"})
+        {'mae': 1.5, 'acc': 0.9}
+    """
+    return {
+        key: value
+        for key, value in keras_names(metrics).items()
+        if key not in eval_keys and (key not in batch_keys or f"{key}_epoch" in metrics)
+    }
+
+
 def without_prefix(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """``values`` with ``prefix`` taken off the keys that have it.
 
@@ -103,4 +128,4 @@ def step_logs(outputs: Any) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["LoggedSince", "keras_names", "step_logs", "without_prefix"]
+__all__ = ["LoggedSince", "epoch_values", "keras_names", "step_logs", "without_prefix"]

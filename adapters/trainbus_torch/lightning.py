@@ -76,7 +76,12 @@ from trainbus.fitting import (
 )
 from trainbus.hooks import flatten_callbacks, is_keras_class
 from trainbus.samples import sample_count
-from trainbus_torch._lightning_logs import LoggedSince, step_logs, without_prefix
+from trainbus_torch._lightning_logs import (
+    LoggedSince,
+    epoch_values,
+    step_logs,
+    without_prefix,
+)
 from trainbus_torch.model import TorchModel
 
 # The prefix a Lightning module usually gives its values per stage: taken off for Keras's
@@ -133,6 +138,8 @@ class KerasCallbacks(pl.Callback):
         self.emitter: Emitter | None = None
         self._attached: contextlib.ExitStack | None = None
         self._since = LoggedSince()
+        self._batch_keys: set[str] = set()  # logged per training batch in this epoch
+        self._eval_keys: set[str] = set()  # Lightning's names of evaluation results
         self._test_index = 0
 
     # -- fit ---------------------------------------------------------------------------------
@@ -162,6 +169,7 @@ class KerasCallbacks(pl.Callback):
         """Keras's ``on_epoch_begin(trainer.current_epoch)``."""
         emitter = self._running()
         emitter.on_epoch_begin(trainer.current_epoch)
+        self._batch_keys.clear()
         self._since.mark(trainer.callback_metrics)
 
     def on_train_batch_start(
@@ -182,6 +190,7 @@ class KerasCallbacks(pl.Callback):
         emitter = self._running()
         logs = step_logs(outputs)
         logs.update(self._since.take(trainer.callback_metrics))
+        self._batch_keys.update(logs)
         emitter.on_train_batch_end(batch_idx, logs, sample_count(batch))
         if emitter.stop_training:
             trainer.should_stop = True
@@ -189,7 +198,8 @@ class KerasCallbacks(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Keras's ``on_epoch_end``: Lightning has run the epoch's validation by now."""
         emitter = self._running()
-        emitter.on_epoch_end(trainer.current_epoch, self._since.take(trainer.callback_metrics))
+        aggregates = epoch_values(trainer.callback_metrics, self._batch_keys, self._eval_keys)
+        emitter.on_epoch_end(trainer.current_epoch, aggregates)
         if emitter.stop_training:
             trainer.should_stop = True
 
@@ -379,7 +389,9 @@ class KerasCallbacks(pl.Callback):
     def _end_test(self, trainer: pl.Trainer) -> None:
         emitter = self._running()
         prefix = _PREFIX.get(trainer.state.fn, "val_")
-        results = without_prefix(self._since.take(trainer.callback_metrics), prefix)
+        logged = self._since.take(trainer.callback_metrics)
+        self._eval_keys.update(logged)
+        results = without_prefix(logged, prefix)
         if trainer.state.fn == TrainerFn.FITTING:
             emitter.on_test_end(results)
             return
