@@ -86,7 +86,11 @@ from trainbus_torch.model import TorchModel
 
 # The prefix a Lightning module usually gives its values per stage: taken off for Keras's
 # test hooks (the emitter adds ``val_`` back in the epoch logs).
-_PREFIX = {TrainerFn.VALIDATING: "val_", TrainerFn.FITTING: "val_", TrainerFn.TESTING: "test_"}
+_PREFIX: dict[TrainerFn | None, str] = {
+    TrainerFn.VALIDATING: "val_",
+    TrainerFn.FITTING: "val_",
+    TrainerFn.TESTING: "test_",
+}
 
 
 class KerasCallbacks(pl.Callback):
@@ -335,7 +339,12 @@ class KerasCallbacks(pl.Callback):
     # -- what the hooks share ----------------------------------------------------------------
 
     def _start(
-        self, pl_module: pl.LightningModule, optimizer: Any, *, epochs: int | None, steps: int | None
+        self,
+        pl_module: pl.LightningModule,
+        optimizer: Any,
+        *,
+        epochs: int | None,
+        steps: int | None,
     ) -> Emitter:
         """A new run's emitter over a handle on ``pl_module`` (and ``optimizer``)."""
         self._detach()  # a run that ended without its end hook (interrupted) lets go

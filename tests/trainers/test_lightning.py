@@ -1,4 +1,6 @@
-"""Keras callbacks and trainbus subscribers inside Lightning's ``Trainer`` (trainbus_torch.lightning).
+"""Keras callbacks and trainbus subscribers inside Lightning's ``Trainer``.
+
+The adapter is ``adapters/trainbus_torch/lightning.py``.
 
 Real Lightning training of a tiny linear model on CPU, real ``keras.callbacks``
 and real files. Where a test needs a known best epoch, the module's validation
