@@ -17,13 +17,13 @@ from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before the first import of keras
 
-import keras  # noqa: E402
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import keras
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from trainbus import Bus, EpochEnd  # noqa: E402
-from trainbus_torch.lightning import KerasCallbacks  # noqa: E402
+from trainbus import Bus, EpochEnd
+from trainbus_torch.lightning import KerasCallbacks
 
 
 class Regression(pl.LightningModule):  # type: ignore[misc]
