@@ -318,6 +318,19 @@ def test_validate_test_and_predict_send_keras_test_and_predict_hooks() -> None:
     ]
     assert validated == {}  # the module logs nothing: the results are the step's returned loss
 
+    class Tested(Regression):
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("test_mse", torch.nn.functional.mse_loss(self(batch[0]), batch[1]))
+
+    recorder.calls.clear()
+    (tested,) = lightning.test(Tested(), val, verbose=False)
+    assert [call[0] for call in recorder.calls] == ["test_begin"] + [
+        "test_batch_begin",
+        "test_batch_end",
+    ] * 2 + ["test_end"]
+    assert recorder.calls[-1] == ("test_end", None, ("mse",))  # Keras's name: no test_ prefix
+    assert sorted(tested) == ["test_mse"]
+
     recorder.calls.clear()
     predictions = lightning.predict(module, val)
     assert recorder.calls == [
