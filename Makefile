@@ -10,7 +10,7 @@ export KERAS_BACKEND ?= torch
 # `make demo FRAMEWORK=numpy` or `FRAMEWORK=jax`: the same demo in another framework.
 FRAMEWORK ?= torch
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck docs docs-serve bench clean
 
 $(VENV)/.installed-dev: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,15 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(PY) -m mypy --strict
 
+# The documentation site (mkdocs.yml) into site/; --strict: a broken link or reference fails it.
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+
 # keras runs one backend per process: its callbacks on JAX loops get a pytest run of their own.
-test: lint typecheck
+test: lint typecheck docs
 	$(PY) -m pytest -q
 	KERAS_BACKEND=jax $(PY) -m pytest -q tests/keras_jax
 
@@ -41,4 +48,4 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/dispatch.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

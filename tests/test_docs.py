@@ -10,7 +10,7 @@ import pytest
 from trainbus.errors import add_note
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
@@ -37,6 +37,8 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 SOURCES = [
     *PAGES,
     ROOT / "DEVELOPERS.md",
+    ROOT / "mkdocs.yml",
+    *sorted(ROOT.glob("docs/*.py")),
     *sorted(ROOT.glob("trainbus/**/*.py")),
     *sorted(ROOT.glob("adapters/**/*.py")),
     *sorted(ROOT.glob("benchmarks/*.py")),

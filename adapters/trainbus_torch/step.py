@@ -450,8 +450,8 @@ def micro_batches(steps_per_epoch: Any, accumulate: Any) -> Any:
     """The batches of data an epoch of ``steps_per_epoch`` optimizer steps takes.
 
     With ``accumulate=k`` one step is ``k`` micro-batches, so Keras's
-    ``params["steps"] == steps_per_epoch`` holds. Values that are not ints
-    >= 1 pass through unchanged, for the checks that name them.
+    ``params["steps"] == steps_per_epoch`` holds. Values that are not ints of
+    at least 1 pass through unchanged, for the checks that name them.
 
     Example:
         >>> micro_batches(5, 3), micro_batches(None, 3), micro_batches(5, 1)

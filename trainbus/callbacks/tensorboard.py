@@ -134,11 +134,14 @@ class TensorBoard(PrimaryWriter, Callback):
             global step, so that with ``steps_per_execution`` a chunk that
             reaches or crosses a multiple of ``N`` is written (at its last
             step). ``"batch"`` means ``1``.
-        histogram_freq, write_graph, write_images, embeddings_freq,
-        embeddings_metadata, profile_batch: Keras's names for features this
-            callback does not have. Only their "off" values are accepted
-            (``0``, ``False``, ``False``, ``0``, ``None``, ``0``); anything
-            else is rejected with a message rather than silently ignored.
+        histogram_freq: Keras's name for a feature this callback does not
+            have; only its "off" value ``0`` is accepted.
+        write_graph: Likewise; only ``False`` is accepted.
+        write_images: Likewise; only ``False`` is accepted.
+        embeddings_freq: Likewise; only ``0`` is accepted.
+        embeddings_metadata: Likewise; only ``None`` is accepted.
+        profile_batch: Likewise; only ``0`` is accepted. Any other value of
+            these six is rejected with a message rather than silently ignored.
 
     Attributes:
         log_dir: ``log_dir`` as a string.

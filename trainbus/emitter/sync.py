@@ -60,6 +60,12 @@ def own_slots(collective: Collective, value: float) -> list[float]:
 
 
 def ranks_where(values: Sequence[float], predicate: Any) -> list[int]:
+    """The ranks (indices into ``values``, one value per rank) whose value satisfies ``predicate``.
+
+    Example:
+        >>> ranks_where([1.0, 2.0, 1.0], lambda value: value != 1.0)
+        [1]
+    """
     return [rank for rank, value in enumerate(values) if predicate(value)]
 
 
