@@ -9,6 +9,7 @@ same data, up to the differences docs/trainers.md lists.
 from __future__ import annotations
 
 import csv
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def dataset(samples: int, seed: int) -> list[dict[str, Any]]:
     return [{"x": x[i], "labels": y[i]} for i in range(samples)]
 
 
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = dataset(40, seed=0)  # 4 batches of 10
 VAL = dataset(20, seed=1)  # 2 batches of 10
 
@@ -280,3 +282,38 @@ def test_backup_and_restore_is_refused_for_resume_from_checkpoint(
 ) -> None:
     with pytest.raises(TypeError, match=r"inside Hugging Face's Trainer.*resume_from_checkpoint"):
         KerasCallbacks([backup(str(tmp_path))], bus=Bus())
+
+
+def test_without_evaluation_the_epoch_ends_after_hfs_epoch_log(tmp_path: Path) -> None:
+    recorder = Recorder()
+    train(tmp_path, [recorder], epochs=2, eval_strategy="no")
+    ends = [call for call in recorder.calls if call[0] == "epoch_end"]
+    assert ends == [("epoch_end", 0, ("grad_norm", "learning_rate", "loss")),
+                    ("epoch_end", 1, ("grad_norm", "learning_rate", "loss"))]  # fmt: skip
+    assert not any(call[0].startswith("test") for call in recorder.calls)
+
+
+def test_evaluate_after_training_is_a_standalone_evaluation(tmp_path: Path) -> None:
+    recorder = Recorder()
+    trainer, _ = train(tmp_path, [recorder], epochs=1)
+    recorder.calls.clear()
+    trainer.evaluate()
+    assert recorder.calls == [
+        ("test_begin", None, ()),
+        ("test_batch_begin", 0, ()),
+        ("test_batch_end", 0, ()),
+        ("test_batch_begin", 1, ()),
+        ("test_batch_end", 1, ()),
+        ("test_end", None, ("loss",)),
+    ]
+
+
+def test_the_example_trains_stops_and_writes_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = runpy.run_path(str(ROOT / "examples" / "hf_trainer_keras_callbacks.py"))
+    assert example["main"](epochs=3) == [0, 1, 2]
+    with (tmp_path / "hf_log.csv").open() as file:
+        assert {"loss", "val_loss", "learning_rate"} <= set(next(csv.DictReader(file)))
+    assert (tmp_path / "hf_best.weights.h5").exists()
