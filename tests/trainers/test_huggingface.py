@@ -34,7 +34,7 @@ from _tiny import (  # noqa: E402
 from transformers.trainer_callback import PrinterCallback  # noqa: E402
 
 import trainbus.callbacks as tc  # noqa: E402
-from trainbus import Bus, EpochEnd  # noqa: E402
+from trainbus import Bus, EpochEnd, Event  # noqa: E402
 from trainbus_torch import fit  # noqa: E402
 from trainbus_torch.huggingface import KerasCallbacks  # noqa: E402
 
@@ -317,3 +317,13 @@ def test_the_example_trains_stops_and_writes_its_files(
     with (tmp_path / "hf_log.csv").open() as file:
         assert {"loss", "val_loss", "learning_rate"} <= set(next(csv.DictReader(file)))
     assert (tmp_path / "hf_best.weights.h5").exists()
+
+
+def test_predict_after_training_sends_the_prediction_hooks(tmp_path: Path) -> None:
+    bus = Bus()
+    names: list[str] = []
+    bus.subscribe(Event, lambda event: names.append(type(event).__name__))
+    trainer, _ = train(tmp_path, [], epochs=1, bus=bus)
+    names.clear()
+    trainer.predict(VAL)
+    assert names == ["PredictBegin", *["PredictBatchBegin", "PredictBatchEnd"] * 2, "PredictEnd"]

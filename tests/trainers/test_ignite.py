@@ -278,3 +278,18 @@ def test_the_example_trains_stops_and_writes_its_files(
     with (tmp_path / "ignite_log.csv").open() as file:
         assert {"loss", "val_loss", "val_accuracy"} <= set(next(csv.DictReader(file)))
     assert (tmp_path / "ignite_best.weights.h5").exists()
+
+
+def test_an_evaluator_run_outside_training_is_a_standalone_evaluation() -> None:
+    setup = Setup()
+    recorder = Recorder()
+    setup.attach([recorder], validation_data=None, bus=Bus())
+    setup.evaluator.run(VAL)
+    assert recorder.calls == [
+        ("test_begin", None, ()),
+        ("test_batch_begin", 0, ()),
+        ("test_batch_end", 0, ("loss",)),
+        ("test_batch_begin", 1, ()),
+        ("test_batch_end", 1, ("loss",)),
+        ("test_end", None, ("loss",)),
+    ]
