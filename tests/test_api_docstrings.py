@@ -33,13 +33,19 @@ PACKAGES = ("trainbus", "trainbus_torch", "trainbus_jax")
 DIRECTIVE = re.compile(r"^::: *([\w.]+)[ \t]*\n((?:[ \t]+\S.*\n?)*)", re.MULTILINE)
 
 
+# The command line's own modules: their reference is each command's ``--help`` (tests/cli
+# checks it) and docs/looking-at-runs.md; the Python entry is ``trainbus.cli.main``.
+COMMAND_LINE = "trainbus.cli."
+
+
 def public_modules(packages: tuple[str, ...] = PACKAGES) -> Iterator[ModuleType]:
     """The packages and each of their submodules without a ``_``-prefixed part."""
     for name in packages:
         package = importlib.import_module(name)
         yield package
         for info in pkgutil.walk_packages(package.__path__, f"{name}."):
-            if not any(part.startswith("_") for part in info.name.split(".")):
+            hidden = any(part.startswith("_") for part in info.name.split("."))
+            if not hidden and not info.name.startswith(COMMAND_LINE):
                 yield importlib.import_module(info.name)
 
 
