@@ -4,12 +4,25 @@ Every file trainbus writes goes through :func:`atomic_write`: the data goes to
 a temporary file in the same directory, is flushed and ``fsync``-ed, then
 ``os.replace``-d over the target (atomic on POSIX and Windows), and the
 directory entry is ``fsync``-ed where the platform allows.
+
+A writer killed mid-write (``SIGKILL``, a power cut) leaves its temporary
+file behind. Its name ties it to the target and to the process that wrote it,
+``.<target name>.tb<host>-<pid>-<random>.tmp`` (``<host>``: a short hash of
+the host name), so the next write of the same target removes the temporary
+files of that target whose process, on this host, is gone (on POSIX; on
+Windows leftovers stay). Nothing else in the folder is touched: files of
+another pattern, of another target, of another host, or of a writer still
+running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +59,10 @@ def atomic_write(
     if not overwrite and target.exists():
         raise FileExistsError(f"{str(target)!r} exists and overwrite=False")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.tb{_HOST}-{os.getpid()}-", suffix=".tmp", dir=target.parent
+    )
     try:
         os.chmod(tmp_name, _file_mode(target))
         encoding = "utf-8" if mode == "w" else None
@@ -60,6 +76,50 @@ def atomic_write(
             os.unlink(tmp_name)
         raise
     _fsync_directory(target.parent)
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+"""This host, in the temporary names: a process id means something on its own host only."""
+_RANDOM = r"[a-z0-9_]+"  # what tempfile.mkstemp puts between the prefix and the suffix
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary files that killed writers of ``target`` on this host left.
+
+    Only names of :func:`atomic_write`'s own pattern for this target and this
+    host, whose process is gone, are removed.
+    """
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        return
+    pattern = re.compile(
+        re.escape(f".{target.name}.tb{_HOST}-") + r"(\d+)-" + _RANDOM + re.escape(".tmp")
+    )
+    prefix = f".{target.name}.tb{_HOST}-"
+    try:
+        entries = [entry for entry in os.scandir(target.parent) if entry.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        if _running(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (this process counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by another user
+        return True
+    return True
 
 
 def _file_mode(target: Path) -> int:
