@@ -36,7 +36,9 @@ def atomic_write(
     """Open a temporary file that replaces ``path`` only when the block succeeds.
 
     If the block raises, the temporary file is removed and ``path`` is left
-    as it was.
+    as it was. A write the operating system refuses (a full disk) raises an
+    ``OSError`` with its ``errno`` whose message names ``path`` and the reason,
+    also when a serializer (``torch.save``) raised its own error over it.
 
     Args:
         path: The final file name; its parent directory is created if missing.
@@ -71,10 +73,15 @@ def atomic_write(
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        raise
+        failure = _system_error(error)
+        if failure is None:
+            raise
+        raise OSError(
+            failure.errno, f"cannot write {str(target)!r}: {failure.strerror}", str(target)
+        ) from error
     _fsync_directory(target.parent)
 
 
@@ -120,6 +127,25 @@ def _running(pid: int) -> bool:
     except OSError:  # PermissionError: it exists, owned by another user
         return True
     return True
+
+
+def _system_error(error: BaseException) -> OSError | None:
+    """The operating system's error behind a failed write, if the message lacks the path.
+
+    A serializer writing through the file object may hide it behind its own
+    error (torch: ``unexpected pos 1536 vs 1430``, with the ``OSError`` as its
+    context); an ``OSError`` that names a file already is left as it is.
+    """
+    seen: BaseException | None = error
+    for _ in range(8):  # the cause/context chain, a few links deep
+        if seen is None:
+            return None
+        if isinstance(seen, OSError):
+            if seen.filename is not None or seen.errno is None:
+                return None
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _file_mode(target: Path) -> int:

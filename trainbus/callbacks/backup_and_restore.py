@@ -99,6 +99,10 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   ``ValueError``) naming the file, unless ``double_checkpoint`` has an older
   backup that loads; it is never silently ignored. Keras falls back only on
   an ``OSError`` from the weights.
+* **Only the backup's own files are deleted** at the end of a run (its
+  metadata, model, arrays and temporary files, recognised by name), then
+  ``backup_dir`` if that left it empty; a ``notes.txt`` or a foreign ``.pt``
+  put there survives. Keras deletes the whole folder.
 * **Arguments are validated when the callback is built:** ``save_freq`` is
   ``"epoch"`` or a positive int (Keras also takes ``False`` for preemption
   checkpointing, and 0 or negative ints); ``backup_dir`` must not be empty
@@ -222,7 +226,9 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             its epoch again from the first batch.
         double_checkpoint: Also keep the previous backup, used (with a
             warning) if the latest cannot be read or loaded.
-        delete_checkpoint: Delete ``backup_dir`` when training ends normally.
+        delete_checkpoint: Delete the backup when training ends normally: the
+            files of the backup's naming patterns, then ``backup_dir`` if
+            nothing else is left in it.
         rngs: Random generators whose states are saved and restored besides the
             process-wide ones (Python's ``random``, NumPy's global state, and
             torch's CPU and CUDA generators once ``trainbus_torch`` is
@@ -691,17 +697,20 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         self._remove_leftovers(keep, newest=metadata["generation"])
 
     def _delete_backup(self) -> None:
-        """Delete ``backup_dir``, metadata first, so a crash midway leaves a usable state.
+        """Delete the backup's files, metadata first, so a crash midway leaves a usable state.
 
         The previous metadata goes first, then the latest (after which there is
-        no backup), then the rest.
+        no backup), then the model, arrays and temporary files of the backup's
+        own naming patterns. Any other file in ``backup_dir`` is left alone;
+        the folder itself is removed once it is empty.
         """
         primary = self.metadata_path
         for path in (primary + PREVIOUS_SUFFIX, primary):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-        if os.path.isdir(self.backup_dir):
-            shutil.rmtree(self.backup_dir)
+        self._remove_leftovers(set())
+        with contextlib.suppress(OSError):  # not empty (the user's files), or gone
+            os.rmdir(self.backup_dir)
 
     def _kept_models(self, metadata: Mapping[str, Any] | None) -> set[str]:
         kept = _files_of(metadata) if metadata is not None else set()
