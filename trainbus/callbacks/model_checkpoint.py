@@ -379,7 +379,7 @@ class _PathFormatter(string.Formatter):
     """``str.format`` whose filled values cannot add folders: separators become ``_``."""
 
     def format_field(self, value: Any, format_spec: str) -> str:
-        text = super().format_field(value, format_spec)
+        text: str = super().format_field(value, format_spec)
         return text.replace("/", "_").replace("\\", "_")
 
 
