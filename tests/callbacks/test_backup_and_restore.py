@@ -354,6 +354,23 @@ def test_double_checkpoint_resumes_from_the_previous_backup_when_the_newest_mode
     assert model.params["w"].tolist() == [12, 12]
 
 
+def test_a_saved_callback_state_that_cannot_be_loaded_names_the_backup_and_the_key(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "b"
+    crash(BackupAndRestore(folder), 2)
+    meta = metadata(folder)
+    key = next(key for key in meta["states"] if key.startswith("EarlyStopping"))
+    meta["states"][key]["wait"] = "many"
+    (folder / METADATA_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CorruptBackupError, match="cannot be loaded") as info:
+        train(BackupAndRestore(folder))
+    text = str(info.value)
+    assert str(folder / METADATA_NAME) in text
+    assert key in text
+    assert "'many'" in text
+
+
 def test_leftovers_of_a_crash_are_removed(tmp_path: Path) -> None:
     folder = tmp_path / "b"
     crash(BackupAndRestore(folder), 2)

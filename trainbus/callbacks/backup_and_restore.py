@@ -177,7 +177,7 @@ from trainbus.hooks import skippable
 from trainbus.io import atomic_write
 from trainbus.model import save_is_collective
 from trainbus.rng import capture, check_sources, restore
-from trainbus.state import collect_states, restore_states
+from trainbus.state import collect_states, stateful_callbacks
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between backups."""
@@ -212,6 +212,7 @@ class _Read:
     states: Any = None
     error: str | None = None
     rng: Any = None  # one RNG state per saved rank (arrays put back), or None
+    path: str | None = None  # the metadata file it was read from
 
 
 class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
@@ -323,7 +324,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                 self.model._initial_epoch = None
                 self._set_initial_epoch = False
             return
-        restore_states(self._callbacks, found.states)
+        self._restore_states(found.states, found.path or self.metadata_path)
         self._restore_rng(found.rng)
         self._generation = metadata["generation"]
         step = metadata.get("step", 0)
@@ -335,6 +336,20 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             epoch = max(epoch, self.params.get("epochs") or epoch)
         self.model._initial_epoch = epoch
         self._set_initial_epoch = True
+
+    def _restore_states(self, states: Mapping[str, Mapping[str, Any]], source: str) -> None:
+        """Load the saved callback states; one that cannot be loaded names the backup and key."""
+        for key, callback in stateful_callbacks(self._callbacks).items():
+            if key not in states:
+                continue  # a callback added since the backup starts fresh
+            try:
+                callback.load_state_dict(states[key])
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                raise CorruptBackupError(
+                    f"the state of {key!r} saved in {source!r} cannot be loaded: "
+                    f"{type(error).__name__}: {error} (saved: {states[key]!r}); "
+                    f"delete {self.backup_dir!r} to start the run over"
+                ) from error
 
     def _warn_if_other_world(self, saved: int, epoch: int, step: int) -> None:
         """Warn once (on the primary) if the backup was made by another number of ranks."""
@@ -424,7 +439,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             if metadata is None:
                 return _Read()
             states, rng = self._states_with_arrays(metadata)
-            return _Read(metadata, states, rng=rng)
+            return _Read(metadata, states, rng=rng, path=path)
         except CorruptBackupError as error:
             return _Read(error=str(error))
 
