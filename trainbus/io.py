@@ -8,11 +8,12 @@ directory entry is ``fsync``-ed where the platform allows.
 A writer killed mid-write (``SIGKILL``, a power cut) leaves its temporary
 file behind. Its name ties it to the target and to the process that wrote it,
 ``.<target name>.tb<host>-<pid>-<random>.tmp`` (``<host>``: a short hash of
-the host name), so the next write of the same target removes the temporary
-files of that target whose process, on this host, is gone (on POSIX; on
-Windows leftovers stay). Nothing else in the folder is touched: files of
-another pattern, of another target, of another host, or of a writer still
-running.
+the host name), so the next write into the same folder removes the temporary
+files of that pattern whose process, on this host, is gone (on POSIX; on
+Windows leftovers stay): those of the same target, and those of targets that
+are not written again (a checkpoint template's ``ckpt-{epoch}.npz``, a backup
+generation). Nothing else in the folder is touched: files of another pattern,
+of another host, or of a writer still running.
 """
 
 from __future__ import annotations
@@ -87,27 +88,30 @@ def atomic_write(
 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 """This host, in the temporary names: a process id means something on its own host only."""
-_RANDOM = r"[a-z0-9_]+"  # what tempfile.mkstemp puts between the prefix and the suffix
+_MARK = f".tb{_HOST}-"
+_TEMPORARY = re.compile(r"\..+" + re.escape(_MARK) + r"(\d+)-[a-z0-9_]+\.tmp")
+"""A temporary name of this host: ``.<target name>.tb<host>-<pid>-<random>.tmp`` (the
+random part is what ``tempfile.mkstemp`` puts between the prefix and the suffix)."""
 
 
 def _remove_stale_temporaries(target: Path) -> None:
-    """Remove the temporary files that killed writers of ``target`` on this host left.
+    """Remove the temporary files that killed writers left in ``target``'s folder.
 
-    Only names of :func:`atomic_write`'s own pattern for this target and this
-    host, whose process is gone, are removed.
+    Only names of :func:`atomic_write`'s own pattern for this host, whose
+    process is gone, are removed.
     """
     if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
         return
-    pattern = re.compile(
-        re.escape(f".{target.name}.tb{_HOST}-") + r"(\d+)-" + _RANDOM + re.escape(".tmp")
-    )
-    prefix = f".{target.name}.tb{_HOST}-"
     try:
-        entries = [entry for entry in os.scandir(target.parent) if entry.name.startswith(prefix)]
+        entries = [
+            entry
+            for entry in os.scandir(target.parent)
+            if entry.name.endswith(".tmp") and _MARK in entry.name
+        ]
     except OSError:
         return
     for entry in entries:
-        match = pattern.fullmatch(entry.name)
+        match = _TEMPORARY.fullmatch(entry.name)
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         if _running(int(match.group(1))):
