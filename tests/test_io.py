@@ -188,3 +188,73 @@ def test_a_writer_killed_mid_write_leaves_one_complete_version(tmp_path: Path) -
             writer.wait(timeout=10)
         assert writer.returncode == -signal.SIGKILL
         check_complete(target, size)
+
+
+# -- leftovers: temporary files of interrupted writes are removed by the next write --------
+
+HOLDER = textwrap.dedent(
+    """
+    import importlib.util, sys, time
+
+    spec = importlib.util.spec_from_file_location("trainbus_io", sys.argv[2])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    with module.atomic_write(sys.argv[1], "wb") as f:
+        f.write(b"x" * 100_000)
+        f.flush()
+        print("inside", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def start_holder(target: Path) -> subprocess.Popen[bytes]:
+    """A writer stopped inside its ``atomic_write`` block (its temporary file exists)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(target), trainbus.io.__file__], stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == b"inside"
+    return holder
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_the_next_write_removes_the_temporary_files_of_killed_writers_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "model.npz"
+    for _ in range(3):
+        holder = start_holder(target)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    assert len(leftovers(tmp_path)) == 1  # each writer removed the one its killed forerunner left
+    foreign = tmp_path / ".model.npz.mine.tmp"  # not of atomic_write's making
+    foreign.write_text("keep")
+    other_target = tmp_path / "other.npz"
+    holder = start_holder(other_target)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+
+    with atomic_write(target, "wb") as f:
+        f.write(b"new")
+
+    assert target.read_bytes() == b"new"
+    # other.npz's leftover goes too (a checkpoint template names a new file each time);
+    # a file of another pattern stays
+    assert leftovers(tmp_path) == [foreign.name]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process ids")
+def test_a_running_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "model.npz"
+    holder = start_holder(target)
+    try:
+        with atomic_write(target, "wb") as f:
+            f.write(b"mine")
+        with atomic_write(tmp_path / "other.npz", "wb") as f:
+            f.write(b"other")
+        assert len(leftovers(tmp_path)) == 1  # the running writer's, still being written
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trainbus.file_errors import CorruptFileError
 from trainbus.numpy_model import NumpyModel, NumpyOptimizer
 
 
@@ -194,6 +196,59 @@ def test_loading_a_missing_file_raises(tmp_path: Path) -> None:
 
 
 # -- optimizer -------------------------------------------------------------------------------
+
+
+def rewrite_meta(path: Path, meta: bytes) -> None:
+    """Replace the ``__meta__`` entry of a saved ``.npz`` (the other entries kept as written)."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.frombuffer(meta, dtype=np.uint8))
+    entries["__meta__.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    ("meta", "named"),
+    [
+        (
+            b'{"learning_rate": "fast", "iterations": 3}',
+            "learning rate that cannot be loaded: 'fast'",
+        ),
+        (b'{"learning_rate": -1.0, "iterations": 3}', "learning rate that cannot be loaded: -1.0"),
+        (b'{"learning_rate": 0.5, "iterations": "x"}', "step count that cannot be loaded: 'x'"),
+    ],
+)
+def test_a_saved_learning_rate_that_cannot_be_loaded_changes_nothing(
+    tmp_path: Path, meta: bytes, named: str
+) -> None:
+    path = tmp_path / "m.npz"
+    make_model(learning_rate=0.5, seed=1).save(path)
+    rewrite_meta(path, meta)
+    model = make_model(learning_rate=0.1, seed=2)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=named) as info:
+        model.load_weights(path)
+    assert str(path) in str(info.value)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+    assert model.optimizer is not None
+    assert (model.optimizer.learning_rate, model.optimizer.iterations) == (0.1, 0)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_a_truncated_file_is_named_with_what_is_wrong(tmp_path: Path, cut: float) -> None:
+    path = tmp_path / "m.npz"
+    make_model(seed=1).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * cut)])
+    model = make_model(seed=2)
+    before = model.get_weights()
+    with pytest.raises(CorruptFileError, match="truncated or corrupt") as info:
+        model.load_weights(path)
+    assert str(path) in str(info.value)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
 
 
 def test_optimizer_holds_an_assignable_learning_rate() -> None:

@@ -4,12 +4,26 @@ Every file trainbus writes goes through :func:`atomic_write`: the data goes to
 a temporary file in the same directory, is flushed and ``fsync``-ed, then
 ``os.replace``-d over the target (atomic on POSIX and Windows), and the
 directory entry is ``fsync``-ed where the platform allows.
+
+A writer killed mid-write (``SIGKILL``, a power cut) leaves its temporary
+file behind. Its name ties it to the target and to the process that wrote it,
+``.<target name>.tb<host>-<pid>-<random>.tmp`` (``<host>``: a short hash of
+the host name), so the next write into the same folder removes the temporary
+files of that pattern whose process, on this host, is gone (on POSIX; on
+Windows leftovers stay): those of the same target, and those of targets that
+are not written again (a checkpoint template's ``ckpt-{epoch}.npz``, a backup
+generation). Nothing else in the folder is touched: files of another pattern,
+of another host, or of a writer still running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +37,9 @@ def atomic_write(
     """Open a temporary file that replaces ``path`` only when the block succeeds.
 
     If the block raises, the temporary file is removed and ``path`` is left
-    as it was.
+    as it was. A write the operating system refuses (a full disk) raises an
+    ``OSError`` with its ``errno`` whose message names ``path`` and the reason,
+    also when a serializer (``torch.save``) raised its own error over it.
 
     Args:
         path: The final file name; its parent directory is created if missing.
@@ -46,7 +62,10 @@ def atomic_write(
     if not overwrite and target.exists():
         raise FileExistsError(f"{str(target)!r} exists and overwrite=False")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.tb{_HOST}-{os.getpid()}-", suffix=".tmp", dir=target.parent
+    )
     try:
         os.chmod(tmp_name, _file_mode(target))
         encoding = "utf-8" if mode == "w" else None
@@ -55,11 +74,82 @@ def atomic_write(
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        raise
+        failure = _system_error(error)
+        if failure is None:
+            raise
+        raise OSError(
+            failure.errno, f"cannot write {str(target)!r}: {failure.strerror}", str(target)
+        ) from error
     _fsync_directory(target.parent)
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+"""This host, in the temporary names: a process id means something on its own host only."""
+_MARK = f".tb{_HOST}-"
+_TEMPORARY = re.compile(r"\..+" + re.escape(_MARK) + r"(\d+)-[a-z0-9_]+\.tmp")
+"""A temporary name of this host: ``.<target name>.tb<host>-<pid>-<random>.tmp`` (the
+random part is what ``tempfile.mkstemp`` puts between the prefix and the suffix)."""
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove the temporary files that killed writers left in ``target``'s folder.
+
+    Only names of :func:`atomic_write`'s own pattern for this host, whose
+    process is gone, are removed.
+    """
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        return
+    try:
+        entries = [
+            entry
+            for entry in os.scandir(target.parent)
+            if entry.name.endswith(".tmp") and _MARK in entry.name
+        ]
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        if _running(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (this process counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by another user
+        return True
+    return True
+
+
+def _system_error(error: BaseException) -> OSError | None:
+    """The operating system's error behind a failed write, if the message lacks the path.
+
+    A serializer writing through the file object may hide it behind its own
+    error (torch: ``unexpected pos 1536 vs 1430``, with the ``OSError`` as its
+    context); an ``OSError`` that names a file already is left as it is.
+    """
+    seen: BaseException | None = error
+    for _ in range(8):  # the cause/context chain, a few links deep
+        if seen is None:
+            return None
+        if isinstance(seen, OSError):
+            if seen.filename is not None or seen.errno is None:
+                return None
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _file_mode(target: Path) -> int:

@@ -22,13 +22,16 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from trainbus.file_errors import reading
 from trainbus.io import atomic_write
-from trainbus.model import LearningRate
+from trainbus.model import LearningRate, checked_learning_rate
 from trainbus.model_summary import LayerInfo, render_summary
+
+T = TypeVar("T")
 
 
 class NumpyOptimizer:
@@ -161,15 +164,23 @@ class NumpyModel:
         """Load arrays saved by :meth:`save`/:meth:`save_weights`, checking names and shapes.
 
         A file from :meth:`save` also restores the learning rate and ``iterations``.
+
+        Raises:
+            ValueError: the names or shapes differ from the model's, or the
+                saved learning rate or step count cannot be loaded (nothing
+                changes then).
+            CorruptFileError: the file is truncated or corrupt.
         """
         path = Path(filepath)
-        with np.load(path, allow_pickle=False) as archive:
+        with reading(path, "the .npz archive"), np.load(path, allow_pickle=False) as archive:
             stored = {name: archive[name] for name in archive.files if not name.startswith("__")}
             meta = (
                 json.loads(bytes(archive["__meta__"]).decode())
                 if "__meta__" in archive.files
                 else {}
             )
+            if not isinstance(meta, dict):
+                raise ValueError(f"__meta__ must be a JSON object, got {meta!r}")
         missing = [name for name in self.params if name not in stored]
         unexpected = [name for name in stored if name not in self.params]
         if missing or unexpected:
@@ -177,11 +188,17 @@ class NumpyModel:
                 f"{str(path)!r} does not match the model: "
                 f"missing {missing}, unexpected {unexpected}"
             )
+        saved_rate = meta.get("learning_rate")
+        restore: tuple[float, int] | None = None
+        if saved_rate is not None and self.optimizer is not None:
+            # Checked before any weight changes: a refused file changes nothing.
+            restore = (
+                _saved(path, "learning rate", saved_rate, checked_learning_rate),
+                _saved(path, "step count", meta.get("iterations", 0), _checked_count),
+            )
         self.set_weights([stored[name] for name in self.params])
-        rate = meta.get("learning_rate")
-        if rate is not None and self.optimizer is not None:
-            self.optimizer.learning_rate = rate
-            self.optimizer.iterations = int(meta.get("iterations", 0))
+        if restore is not None and self.optimizer is not None:
+            self.optimizer.learning_rate, self.optimizer.iterations = restore
 
     def _write(
         self, filepath: str | os.PathLike[str], overwrite: bool, with_optimizer: bool
@@ -206,6 +223,22 @@ class NumpyModel:
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}{tuple(value.shape)}" for name, value in self.params.items())
         return f"NumpyModel({shapes}, optimizer={self.optimizer!r})"
+
+
+def _checked_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected an int >= 0, got {value!r}")
+    return value
+
+
+def _saved(path: Path, what: str, value: object, check: Callable[[object], T]) -> T:
+    """``check(value)``, or a ``ValueError`` naming the file and the saved value."""
+    try:
+        return check(value)
+    except ValueError:
+        raise ValueError(
+            f"{str(path)!r} holds a {what} that cannot be loaded: {value!r}; nothing was loaded"
+        ) from None
 
 
 __all__ = ["NumpyModel", "NumpyOptimizer"]

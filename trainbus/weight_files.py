@@ -12,6 +12,11 @@ The file formats the adapters share, chosen by extension, every write crash-safe
 * ``.keras``: a zip holding ``metadata.json``, ``model.weights.npz`` and, when
   there are extra arrays, ``extras.npz``.
 
+Reading is defensive: a truncated or corrupt file raises
+:class:`~trainbus.file_errors.CorruptFileError` naming it and what is wrong, and
+an HDF5 file whose members are links (external or soft), external or virtual
+datasets, which would make h5py read other files, is refused the same way.
+
 An adapter turns its model into ``{name: array}`` (the weights) plus optional
 extra arrays (an optimizer state) and a JSON-able metadata dict; reading gives
 the same three back.
@@ -31,7 +36,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +45,7 @@ from typing import IO, Any
 import numpy as np
 
 from trainbus._optional import import_optional
+from trainbus.file_errors import CorruptFileError, reading
 from trainbus.io import atomic_write
 
 FORMAT_VERSION = 1
@@ -117,13 +123,23 @@ def write_weight_file(
 
 
 def read_weight_file(path: str | os.PathLike[str], owner: str = "trainbus") -> WeightFile:
-    """Read a file written by :func:`write_weight_file` (or a plain ``.npz``/``.h5``)."""
+    """Read a file written by :func:`write_weight_file` (or a plain ``.npz``/``.h5``).
+
+    Raises:
+        CorruptFileError: the file is truncated, corrupt, or an HDF5 file that
+            links to other files.
+    """
     kind = file_kind(path, owner)
-    if kind == "h5":
-        return _read_h5(Path(path))
-    if kind == "keras":
-        return _read_keras(Path(path))
-    return _read_npz(path)
+    with reading(path, KINDS[kind]):
+        if kind == "h5":
+            return _read_h5(Path(path))
+        if kind == "keras":
+            return _read_keras(Path(path))
+        return _read_npz(path)
+
+
+KINDS = {"h5": "the HDF5 file", "keras": "the .keras archive", "npz": "the .npz archive"}
+"""What each kind of file is called in the errors of :func:`read_weight_file`."""
 
 
 # -- npz -------------------------------------------------------------------------------------
@@ -197,12 +213,45 @@ def _write_h5(
     handle.write(buffer.getvalue())
 
 
+def h5_members(group: Any, path: str | os.PathLike[str], prefix: str = "") -> Iterator[Any]:
+    """``(name, item)`` for each member of an h5py group, in creation order where tracked.
+
+    Only members stored in the file itself are given: a link (external or
+    soft), an external dataset or a virtual dataset (each would make h5py open
+    another file, or loop) raises :class:`~trainbus.file_errors.CorruptFileError`.
+    """
+    h5py = h5py_module()
+    for name in group:
+        link = group.get(name, getlink=True)
+        where = f"{prefix}{name}"
+        if isinstance(link, h5py.ExternalLink):
+            raise CorruptFileError(
+                path,
+                f"{os.fspath(path)!r} has an external link {where!r} to "
+                f"{link.filename}:{link.path}; only data stored in the file itself is read",
+            )
+        if not isinstance(link, h5py.HardLink):
+            raise CorruptFileError(
+                path,
+                f"{os.fspath(path)!r} has a {type(link).__name__} {where!r}; "
+                "only datasets and groups stored in the file itself are read",
+            )
+        item = group[name]
+        if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
+            raise CorruptFileError(
+                path,
+                f"{os.fspath(path)!r} has a dataset {where!r} whose data is stored in other "
+                "files (external or virtual); only data stored in the file itself is read",
+            )
+        yield name, item
+
+
 def _read_h5(path: Path) -> WeightFile:
     h5py = h5py_module()
     result = WeightFile({})
 
     def walk(group: Any, prefix: str, into: dict[str, np.ndarray], top: bool) -> None:
-        for name, item in group.items():  # creation order where it was tracked
+        for name, item in h5_members(group, path, prefix):
             if isinstance(item, h5py.Dataset):
                 into[prefix + name] = item[()]
             elif not (top and name == EXTRAS):  # a name containing "/" made a group
@@ -237,7 +286,11 @@ def _read_keras(path: Path) -> WeightFile:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         if KERAS_WEIGHTS not in names:
-            raise ValueError(f"{str(path)!r} is not a trainbus .keras file (no {KERAS_WEIGHTS})")
+            raise CorruptFileError(
+                path,
+                f"{str(path)!r} has no {KERAS_WEIGHTS} entry "
+                "(truncated or corrupt, or not a trainbus .keras file)",
+            )
         metadata = json.loads(archive.read(KERAS_METADATA)) if KERAS_METADATA in names else {}
         arrays = _read_npz(io.BytesIO(archive.read(KERAS_WEIGHTS))).arrays
         extras = (
@@ -251,8 +304,10 @@ def _read_keras(path: Path) -> WeightFile:
 __all__ = [
     "EXTENSIONS",
     "FORMAT_VERSION",
+    "KINDS",
     "WeightFile",
     "file_kind",
+    "h5_members",
     "h5py_module",
     "read_weight_file",
     "write_npz",

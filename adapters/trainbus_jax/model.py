@@ -171,6 +171,20 @@ class JaxOptimizer:
         return f"JaxOptimizer(learning_rate={rate}, iterations={self.iterations})"
 
 
+def _check_saved_rate(array: Any, name: str, filepath: str | os.PathLike[str]) -> None:
+    """A saved injected learning rate must be a finite scalar >= 0, or nothing is loaded."""
+    value = np.asarray(array)
+    try:
+        if value.size != 1:
+            raise ValueError(f"expected a scalar, got shape {value.shape}")
+        checked_learning_rate(value.reshape(()).item())
+    except ValueError as error:
+        raise ValueError(
+            f"{str(filepath)!r} holds a learning rate that cannot be loaded: {name} is "
+            f"{value.tolist()!r} ({error}); nothing was loaded"
+        ) from None
+
+
 class JaxModel:
     """A :class:`~trainbus.ModelHandle` over a JAX params pytree and an optax state.
 
@@ -331,8 +345,12 @@ class JaxModel:
 
         Raises:
             ValueError: the file's arrays do not match the params (naming the
-                missing, unexpected and differently shaped leaves), or the
-                extension is not supported.
+                missing, unexpected and differently shaped leaves), its
+                optimizer state is laid out differently or holds a learning
+                rate that is not a finite float >= 0, or the extension is not
+                supported; nothing changes then.
+            CorruptFileError: the file is truncated or corrupt, or an HDF5
+                file links to other files.
         """
         stored = files.read_weight_file(filepath, "JaxModel")
         names = self.leaf_names()
@@ -366,6 +384,9 @@ class JaxModel:
                     f"{where}: the file's optimizer state is laid out differently from this "
                     f"model's (a different optimizer?): first difference {differ[:1]}"
                 )
+            for name, array in zip(own_names, saved):
+                if name.endswith("hyperparams/learning_rate"):  # refused before anything changes
+                    _check_saved_rate(array, name, filepath)
             state_names = [_OPTIMIZER_PREFIX + n for n in own_names]
             new_state = jax.tree_util.tree_unflatten(
                 state_def,

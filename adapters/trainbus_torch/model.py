@@ -59,10 +59,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainbus.file_errors import CorruptFileError, reading
 from trainbus.io import atomic_write
 from trainbus.model import LearningRate, checked_learning_rate
 from trainbus.model_summary import LayerInfo, render_summary
-from trainbus.weight_files import file_kind, h5py_module, write_npz
+from trainbus.weight_files import KINDS, file_kind, h5_members, h5py_module, write_npz
 
 FORMAT_VERSION = 1
 SUPPORTED_EXTENSIONS = (".pt", ".pth", ".weights.h5", ".h5", ".keras", ".npz")
@@ -224,6 +225,16 @@ def _check_optimizer_state(stored: Mapping[str, Any], own: Mapping[str, Any], pa
     """
     stored_groups = list(stored.get("param_groups", ()))
     own_groups = list(own["param_groups"])
+    for index, group in enumerate(stored_groups):
+        if "lr" in group:
+            try:
+                checked_learning_rate(group["lr"])
+            except ValueError:
+                raise ValueError(
+                    f"{str(path)!r} holds a learning rate that cannot be loaded: param group "
+                    f"{index} has lr {group['lr']!r} (expected a finite float >= 0); "
+                    "nothing was loaded"
+                ) from None
     stored_sizes = [len(group.get("params", ())) for group in stored_groups]
     own_sizes = [len(group["params"]) for group in own_groups]
     if stored_sizes != own_sizes:
@@ -242,6 +253,18 @@ def _check_optimizer_state(stored: Mapping[str, Any], own: Mapping[str, Any], pa
         f"({difference}): build the TorchModel with the optimizer the file was saved with, "
         f"or without an optimizer to load the weights alone"
     )
+
+
+def _checked_iterations(value: Any, path: Path) -> int | None:
+    """The saved step count, or a ``ValueError`` naming the file (before anything changes)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(
+            f"{str(path)!r} holds an optimizer step count that cannot be loaded: "
+            f"{value!r} (expected an int >= 0); nothing was loaded"
+        )
+    return int(value)
 
 
 class TorchModel:
@@ -478,19 +501,25 @@ class TorchModel:
 
         Raises:
             ValueError: the file's tensors do not match the model (naming the
-                missing, unexpected and differently shaped ones), or the
-                extension is not supported.
+                missing, unexpected and differently shaped ones), its
+                optimizer state is another optimizer's or holds a learning
+                rate that is not a finite float >= 0, or the extension is not
+                supported. Nothing changes then: the file is checked whole
+                before any weight is copied.
+            CorruptFileError: the file (or the optimizer state in it) is
+                truncated or corrupt, or an HDF5 file links to other files.
         """
         path = Path(filepath)
         kind = _kind(path)
-        if kind == "pt":
-            stored, optimizer_state, iterations = _read_pt(path)
-        elif kind == "h5":
-            stored, optimizer_state, iterations = _read_h5(path)
-        elif kind == "keras":
-            stored, optimizer_state, iterations = _read_keras(path)
-        else:
-            stored, optimizer_state, iterations = _read_npz(path)
+        with reading(path, _KINDS[kind]):
+            if kind == "pt":
+                stored, optimizer_state, iterations = _read_pt(path)
+            elif kind == "h5":
+                stored, optimizer_state, iterations = _read_h5(path)
+            elif kind == "keras":
+                stored, optimizer_state, iterations = _read_keras(path)
+            else:
+                stored, optimizer_state, iterations = _read_npz(path)
         tensors = self._tensors()
         stored = _strip_prefix(stored, tensors)
         missing = [name for name in tensors if name not in stored]
@@ -510,6 +539,7 @@ class TorchModel:
         if optimizer is not None and optimizer_state is not None:
             # Checked before anything changes: a refused file changes nothing.
             _check_optimizer_state(optimizer_state, optimizer.state_dict(), path)
+            iterations = _checked_iterations(iterations, path)
         self._copy_in(stored, tensors, f"load_weights({str(path)!r})")
         if optimizer is not None and optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
@@ -565,6 +595,10 @@ def _arrays(state: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def _shape(value: Any) -> tuple[int, ...]:
     return tuple(value.shape) if hasattr(value, "shape") else np.asarray(value).shape
+
+
+_KINDS = {"pt": "the torch checkpoint", **KINDS}
+"""What each kind of file is called in ``load_weights``'s errors."""
 
 
 def _kind(path: Path) -> str:
@@ -663,7 +697,7 @@ def _read_h5(path: Path) -> Read:
     with h5py.File(path, "r") as file:
 
         def walk(group: Any, prefix: str) -> None:
-            for name, item in group.items():  # creation order where it was tracked
+            for name, item in h5_members(group, path, prefix):
                 if isinstance(item, h5py.Dataset):
                     stored[prefix + name] = item[()]
                 elif prefix or name != _H5_GROUP:  # a key containing "/" made a group
@@ -672,7 +706,8 @@ def _read_h5(path: Path) -> Read:
         walk(file, "")
         if _H5_GROUP in file:
             group = file[_H5_GROUP]
-            optimizer_state = _torch_load(io.BytesIO(group["optimizer"][()].tobytes()))
+            with reading(path, f"the optimizer state ({_H5_GROUP}/optimizer) in the HDF5 file"):
+                optimizer_state = _torch_load(io.BytesIO(group["optimizer"][()].tobytes()))
             iterations = int(group.attrs["iterations"])
     return stored, optimizer_state, iterations
 
@@ -695,18 +730,19 @@ def _write_npz(
     write_npz(handle, entries)  # one .npy entry per array: any name works
 
 
-def _read_npz_source(source: str | os.PathLike[str] | IO[bytes]) -> Read:
+def _read_npz_source(source: str | os.PathLike[str] | IO[bytes], path: Path) -> Read:
     with np.load(source, allow_pickle=False) as archive:
         stored = {name: archive[name] for name in archive.files if name != _NPZ_OPTIMIZER}
         blob = archive[_NPZ_OPTIMIZER].tobytes() if _NPZ_OPTIMIZER in archive.files else None
     if blob is None:
         return stored, None, None
-    extra = _torch_load(io.BytesIO(blob))
-    return stored, extra["optimizer"], extra["iterations"]
+    with reading(path, f"the optimizer state ({_NPZ_OPTIMIZER}) in the .npz archive"):
+        extra = _torch_load(io.BytesIO(blob))
+        return stored, extra["optimizer"], extra["iterations"]
 
 
 def _read_npz(path: Path) -> Read:
-    return _read_npz_source(path)
+    return _read_npz_source(path, path)
 
 
 def _write_keras(
@@ -736,16 +772,17 @@ def _read_keras(path: Path) -> Read:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         if _KERAS_WEIGHTS not in names:
-            raise ValueError(
-                f"{str(path)!r} is not a trainbus torch .keras file (no {_KERAS_WEIGHTS})"
+            raise CorruptFileError(
+                path,
+                f"{str(path)!r} has no {_KERAS_WEIGHTS} entry (truncated or corrupt, "
+                "or not a trainbus torch .keras file)",
             )
         metadata = json.loads(archive.read(_KERAS_METADATA)) if _KERAS_METADATA in names else {}
-        stored, _, _ = _read_npz_source(io.BytesIO(archive.read(_KERAS_WEIGHTS)))
-        optimizer_state = (
-            _torch_load(io.BytesIO(archive.read(_KERAS_OPTIMIZER)))
-            if _KERAS_OPTIMIZER in names
-            else None
-        )
+        stored, _, _ = _read_npz_source(io.BytesIO(archive.read(_KERAS_WEIGHTS)), path)
+        optimizer_state = None
+        if _KERAS_OPTIMIZER in names:
+            with reading(path, f"the optimizer state ({_KERAS_OPTIMIZER}) in the .keras archive"):
+                optimizer_state = _torch_load(io.BytesIO(archive.read(_KERAS_OPTIMIZER)))
     meta = metadata.get("optimizer") or {}
     return stored, optimizer_state, meta.get("iterations")
 

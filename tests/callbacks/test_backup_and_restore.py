@@ -336,6 +336,41 @@ def test_double_checkpoint_falls_back_to_the_previous_backup(tmp_path: Path) -> 
     assert model.params["w"].tolist() == [12, 12]
 
 
+def test_double_checkpoint_resumes_from_the_previous_backup_when_the_newest_model_is_truncated(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "b"
+    crash(BackupAndRestore(folder, double_checkpoint=True), 3)
+    newest = folder / metadata(folder)["model"]
+    newest.write_bytes(newest.read_bytes()[:100])  # a disk that filled up, a copy cut short
+    backup = BackupAndRestore(folder, double_checkpoint=True)
+    with pytest.warns(UserWarning, match="restoring the previous backup") as warned:
+        model, ran, _ = train(backup, epochs=4, before=[])
+    message = str(warned[0].message)
+    assert str(newest) in message
+    assert "truncated or corrupt" in message
+    assert backup.restored_epoch == 2
+    assert ran == [2, 3]
+    assert model.params["w"].tolist() == [12, 12]
+
+
+def test_a_saved_callback_state_that_cannot_be_loaded_names_the_backup_and_the_key(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "b"
+    crash(BackupAndRestore(folder), 2)
+    meta = metadata(folder)
+    key = next(key for key in meta["states"] if key.startswith("EarlyStopping"))
+    meta["states"][key]["wait"] = "many"
+    (folder / METADATA_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CorruptBackupError, match="cannot be loaded") as info:
+        train(BackupAndRestore(folder))
+    text = str(info.value)
+    assert str(folder / METADATA_NAME) in text
+    assert key in text
+    assert "'many'" in text
+
+
 def test_leftovers_of_a_crash_are_removed(tmp_path: Path) -> None:
     folder = tmp_path / "b"
     crash(BackupAndRestore(folder), 2)
@@ -344,6 +379,28 @@ def test_leftovers_of_a_crash_are_removed(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("mine")
     crash(BackupAndRestore(folder), 2, 1)
     assert sorted(os.listdir(folder)) == ["backup-00000002.keras", "notes.txt", METADATA_NAME]
+
+
+def test_the_end_of_a_run_deletes_only_the_backups_files(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    torch.save({"w": torch.ones(2)}, folder / "pretrained.pt")
+    crash(BackupAndRestore(folder, double_checkpoint=True), 3)
+    (folder / ".training_metadata.json.tb000000-1-abc.tmp").write_text("{")  # a crash's leftover
+    _, ran, _ = train(BackupAndRestore(folder, double_checkpoint=True), epochs=5, before=[])
+
+    assert ran == [3, 4]
+    assert sorted(os.listdir(folder)) == ["notes.txt", "pretrained.pt"]
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert torch.load(folder / "pretrained.pt")["w"].tolist() == [1.0, 1.0]
+
+
+def test_the_end_of_a_run_removes_the_emptied_backup_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "b"
+    train(BackupAndRestore(folder), epochs=2)
+    assert not folder.exists()
 
 
 def test_state_dict_round_trip() -> None:

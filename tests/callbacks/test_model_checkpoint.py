@@ -355,6 +355,50 @@ def test_batch_in_logs_wins_and_epoch_is_ours(tmp_path: Path) -> None:
     assert checkpoint.model.saves == [("save", "5-7.npz")]
 
 
+def test_a_logged_value_cannot_move_the_file_out_of_the_template_folder(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    model = RecordingModel(root)
+    checkpoint = ModelCheckpoint(root / "ckpt" / "{tag}-e{epoch}.npz")
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"tag": "../../escaped", "val_loss": 0.5})
+    checkpoint.on_epoch_end(1, {"tag": "..\\win", "val_loss": 0.5})
+
+    assert files(tmp_path) == ["run/ckpt/.._.._escaped-e1.npz", "run/ckpt/.._win-e2.npz"]
+
+
+def test_a_logged_batch_cannot_move_the_file_out_of_the_template_folder(tmp_path: Path) -> None:
+    model = RecordingModel(tmp_path)
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt" / "b{batch}.npz", save_freq=1)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_begin(0)
+    checkpoint.on_train_batch_end(0, {"batch": "../../x"})
+
+    assert files(tmp_path) == ["ckpt/b.._.._x.npz"]
+
+
+@pytest.mark.parametrize(("template", "tag"), [("{tag}/x.npz", ".."), ("{tag}./x.npz", ".")])
+def test_a_logged_dot_folder_is_refused_naming_the_value(
+    tmp_path: Path, template: str, tag: str
+) -> None:
+    model = RecordingModel(tmp_path)
+    checkpoint = ModelCheckpoint(str(tmp_path / "ckpt") + os.sep + template)
+    checkpoint.set_model(model)
+    with pytest.raises(ValueError, match="outside the folder") as info:
+        checkpoint.on_epoch_end(0, {"tag": tag})
+    assert str(tmp_path / "ckpt") in str(info.value)
+    assert files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{loss.__class__}.npz", "{x[0]}.npz", "{epoch.real}.npz", "m{loss:{width}}.npz"],
+)
+def test_attribute_index_and_nested_fields_are_refused_when_built(template: str) -> None:
+    with pytest.raises(ValueError, match="only plain names") as info:
+        ModelCheckpoint(template)
+    assert template in str(info.value)
+
+
 def test_bad_format_spec_names_the_template(tmp_path: Path) -> None:
     ours = ModelCheckpoint(tmp_path / "{loss:d}.npz")
     with pytest.raises(ValueError, match=r"Failed to format this callback filepath.*loss:d"):

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainbus import Bus, Callback, Emitter
+from trainbus.callbacks.backup_and_restore import BackupAndRestore
 from trainbus.callbacks.model_checkpoint import ModelCheckpoint
 from trainbus.callbacks.push_to_remote import CARD_FORMAT, PushToRemote, RemotePushError
 from trainbus.numpy_model import NumpyModel
@@ -603,3 +604,90 @@ def test_state_round_trip_resumes_the_step_count_without_uploading_again(
     assert observer.pushes == [("steps", 6, 1), ("train_end", 8, 2)]
     assert "ckpt/epoch-01.npz" not in uploads  # already on the remote side
     assert second.state_key == first.state_key
+
+
+# -- credentials in the URL --------------------------------------------------------------
+
+TOKEN = "s3cr3tT0ken42"
+SECRET_URL = f"memory://alice:{TOKEN}@bucket/run"
+
+
+def chain(error: BaseException | None) -> list[BaseException]:
+    """``error`` and every exception chained to it (cause or context)."""
+    found: list[BaseException] = []
+    while error is not None and error not in found:
+        found.append(error)
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def test_credentials_in_the_url_are_never_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out"
+    pusher = PushToRemote(output, SECRET_URL, verbose=1)
+    train([checkpoint(output), pusher], epochs=2)
+
+    printed = capsys.readouterr().out
+    assert "uploaded" in printed
+    assert "memory://***@bucket/run" in printed
+    assert pusher.url == "memory://***@bucket/run"
+    for shown in (printed, repr(pusher), pusher.state_key, pusher.url):
+        assert TOKEN not in shown
+    assert remote_files(pusher)["model_card.json"]  # the push itself used the credentials
+
+
+def test_a_backup_of_a_run_pushing_with_credentials_stores_no_token(tmp_path: Path) -> None:
+    output, backups = tmp_path / "out", tmp_path / "backup"
+
+    def run(url: str, fail_in_epoch: int | None = None) -> PushToRemote:
+        pusher = PushToRemote(output, url)
+        train([checkpoint(output), pusher, BackupAndRestore(backups)], fail_in_epoch=fail_in_epoch)
+        return pusher
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run(SECRET_URL, fail_in_epoch=2)
+    written = [path for folder in (backups, output) for path in folder.rglob("*") if path.is_file()]
+    assert any(path.name == "training_metadata.json" for path in written)
+    for path in written:
+        assert TOKEN.encode() not in path.read_bytes(), path
+        assert b"alice" not in path.read_bytes(), path
+
+    rotated = run("memory://alice:n3wT0ken99@bucket/run")  # resumes: the state key is the same
+    assert rotated.push_count == 2  # epoch 2's push and train end's, after the restore
+    assert json.loads(remote_files(rotated)["model_card.json"])["epoch"] == 3
+
+
+@pytest.mark.parametrize("on_error", ["raise", "warn"])
+def test_an_fsspec_error_naming_the_token_is_scrubbed(tmp_path: Path, on_error: str) -> None:
+    pusher = PushToRemote(tmp_path / "out", SECRET_URL, on_error=on_error)  # type: ignore[arg-type]
+    pusher.fs.pipe_file(pusher.root, b"a file where the folder should be")
+    if on_error == "raise":
+        with pytest.raises(RemotePushError) as raised:
+            pusher.push()
+        message, errors = str(raised.value), chain(raised.value)
+        assert len(errors) == 1  # fsspec's NotADirectoryError, which shows the token, is not kept
+    else:
+        with pytest.warns(RuntimeWarning) as warned:
+            pusher.push()
+        message, errors = str(warned[0].message), []
+    assert "FileExistsError" in message  # fsspec found a file where it makes the folder
+    assert "/***@bucket/run" in message
+    for text in [message, *map(str, errors), *map(repr, errors)]:
+        assert TOKEN not in text
+
+
+def test_a_url_that_cannot_be_opened_hides_its_credentials() -> None:
+    pytest.importorskip("ftplib")
+    with pytest.raises(OSError, match="could not be opened") as raised:
+        PushToRemote("out", f"ftp://alice:{TOKEN}@127.0.0.1:1/run")  # nothing listens on port 1
+    assert "ftp://***@127.0.0.1:1/run" in str(raised.value)
+    for error in chain(raised.value):
+        assert TOKEN not in str(error)
+        assert TOKEN not in repr(error)
+
+
+def test_an_unknown_protocol_error_hides_its_credentials() -> None:
+    with pytest.raises(ValueError, match="knows no protocol") as raised:
+        PushToRemote("out", f"nosuchproto://alice:{TOKEN}@host/run")
+    assert TOKEN not in str(raised.value)

@@ -18,6 +18,7 @@ import jax.numpy as jnp  # noqa: E402
 from _jax_digits import ADAM, SGD, init_params, weights_equal  # noqa: E402
 
 from trainbus import ModelHandle, weight_files  # noqa: E402
+from trainbus.file_errors import CorruptFileError  # noqa: E402
 from trainbus.model import OptimizerHandle  # noqa: E402
 from trainbus_jax import JaxModel, JaxOptimizer  # noqa: E402
 
@@ -367,3 +368,41 @@ def test_a_resumed_optimizer_state_keeps_its_dtypes_and_prng_keys(
     saved, loaded = _state_leaves(trained), _state_leaves(resumed)
     assert [dtype for dtype, _ in loaded] == [dtype for dtype, _ in saved]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(saved, loaded))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_a_saved_learning_rate_that_cannot_be_loaded_changes_nothing(
+    tmp_path: Path, bad: float
+) -> None:
+    model = JaxModel(init_params(), ADAM)
+    step(model)
+    path = tmp_path / "m.npz"
+    model.save(str(path))
+    stored = weight_files.read_weight_file(path)
+    index = stored.metadata["optimizer_leaves"].index("hyperparams/learning_rate")
+    key = f"{index:05d}"
+    stored.extras[key] = np.asarray(bad, dtype=stored.extras[key].dtype)
+    weight_files.write_weight_file(
+        path, stored.arrays, extras=stored.extras, metadata=stored.metadata
+    )
+    fresh = JaxModel(init_params(seed=1), ADAM)
+    before = fresh.get_weights()
+    state_before = jax.tree_util.tree_leaves(fresh.opt_state)
+    with pytest.raises(ValueError, match="learning rate that cannot be loaded") as info:
+        fresh.load_weights(path)
+    assert str(path) in str(info.value)
+    assert weights_equal(fresh.get_weights(), before)
+    assert weights_equal(jax.tree_util.tree_leaves(fresh.opt_state), state_before)
+
+
+def test_a_truncated_file_is_named_and_changes_nothing(tmp_path: Path) -> None:
+    model = JaxModel(init_params(), ADAM)
+    path = tmp_path / "m.keras"
+    model.save(str(path))
+    path.write_bytes(path.read_bytes()[:200])
+    fresh = JaxModel(init_params(seed=1), ADAM)
+    before = fresh.get_weights()
+    with pytest.raises(CorruptFileError, match="truncated or corrupt") as info:
+        fresh.load_weights(path)
+    assert str(path) in str(info.value)
+    assert weights_equal(fresh.get_weights(), before)

@@ -99,6 +99,10 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   ``ValueError``) naming the file, unless ``double_checkpoint`` has an older
   backup that loads; it is never silently ignored. Keras falls back only on
   an ``OSError`` from the weights.
+* **Only the backup's own files are deleted** at the end of a run (its
+  metadata, model, arrays and temporary files, recognised by name), then
+  ``backup_dir`` if that left it empty; a ``notes.txt`` or a foreign ``.pt``
+  put there survives. Keras deletes the whole folder.
 * **Arguments are validated when the callback is built:** ``save_freq`` is
   ``"epoch"`` or a positive int (Keras also takes ``False`` for preemption
   checkpointing, and 0 or negative ints); ``backup_dir`` must not be empty
@@ -173,7 +177,7 @@ from trainbus.hooks import skippable
 from trainbus.io import atomic_write
 from trainbus.model import save_is_collective
 from trainbus.rng import capture, check_sources, restore
-from trainbus.state import collect_states, restore_states
+from trainbus.state import collect_states, stateful_callbacks
 
 SaveFreq = Literal["epoch"] | Annotated[StrictInt, Field(gt=0)]
 """``"epoch"``, or a positive number of batches between backups."""
@@ -208,6 +212,7 @@ class _Read:
     states: Any = None
     error: str | None = None
     rng: Any = None  # one RNG state per saved rank (arrays put back), or None
+    path: str | None = None  # the metadata file it was read from
 
 
 class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
@@ -222,7 +227,9 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             its epoch again from the first batch.
         double_checkpoint: Also keep the previous backup, used (with a
             warning) if the latest cannot be read or loaded.
-        delete_checkpoint: Delete ``backup_dir`` when training ends normally.
+        delete_checkpoint: Delete the backup when training ends normally: the
+            files of the backup's naming patterns, then ``backup_dir`` if
+            nothing else is left in it.
         rngs: Random generators whose states are saved and restored besides the
             process-wide ones (Python's ``random``, NumPy's global state, and
             torch's CPU and CUDA generators once ``trainbus_torch`` is
@@ -317,7 +324,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                 self.model._initial_epoch = None
                 self._set_initial_epoch = False
             return
-        restore_states(self._callbacks, found.states)
+        self._restore_states(found.states, found.path or self.metadata_path)
         self._restore_rng(found.rng)
         self._generation = metadata["generation"]
         step = metadata.get("step", 0)
@@ -329,6 +336,20 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             epoch = max(epoch, self.params.get("epochs") or epoch)
         self.model._initial_epoch = epoch
         self._set_initial_epoch = True
+
+    def _restore_states(self, states: Mapping[str, Mapping[str, Any]], source: str) -> None:
+        """Load the saved callback states; one that cannot be loaded names the backup and key."""
+        for key, callback in stateful_callbacks(self._callbacks).items():
+            if key not in states:
+                continue  # a callback added since the backup starts fresh
+            try:
+                callback.load_state_dict(states[key])
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                raise CorruptBackupError(
+                    f"the state of {key!r} saved in {source!r} cannot be loaded: "
+                    f"{type(error).__name__}: {error} (saved: {states[key]!r}); "
+                    f"delete {self.backup_dir!r} to start the run over"
+                ) from error
 
     def _warn_if_other_world(self, saved: int, epoch: int, step: int) -> None:
         """Warn once (on the primary) if the backup was made by another number of ranks."""
@@ -418,7 +439,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
             if metadata is None:
                 return _Read()
             states, rng = self._states_with_arrays(metadata)
-            return _Read(metadata, states, rng=rng)
+            return _Read(metadata, states, rng=rng, path=path)
         except CorruptBackupError as error:
             return _Read(error=str(error))
 
@@ -691,17 +712,20 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         self._remove_leftovers(keep, newest=metadata["generation"])
 
     def _delete_backup(self) -> None:
-        """Delete ``backup_dir``, metadata first, so a crash midway leaves a usable state.
+        """Delete the backup's files, metadata first, so a crash midway leaves a usable state.
 
         The previous metadata goes first, then the latest (after which there is
-        no backup), then the rest.
+        no backup), then the model, arrays and temporary files of the backup's
+        own naming patterns. Any other file in ``backup_dir`` is left alone;
+        the folder itself is removed once it is empty.
         """
         primary = self.metadata_path
         for path in (primary + PREVIOUS_SUFFIX, primary):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-        if os.path.isdir(self.backup_dir):
-            shutil.rmtree(self.backup_dir)
+        self._remove_leftovers(set())
+        with contextlib.suppress(OSError):  # not empty (the user's files), or gone
+            os.rmdir(self.backup_dir)
 
     def _kept_models(self, metadata: Mapping[str, Any] | None) -> set[str]:
         kept = _files_of(metadata) if metadata is not None else set()

@@ -41,6 +41,15 @@ Deliberate differences from Keras 3 (``keras.callbacks.ModelCheckpoint``):
   ``on_epoch_begin`` uses epoch 0 (Keras raises ``AttributeError``); a logs
   key ``epoch`` does not clash with the ``{epoch}`` field (Keras raises
   ``TypeError``).
+* **Files stay in the template's folder.** A value filled into ``filepath``
+  cannot add folders: ``/`` and ``\\`` in it become ``_`` (a logged
+  ``tag="../x"`` in ``"ckpt/{tag}.npz"`` saves ``ckpt/.._x.npz``), and a
+  filled path that still leaves the folder named before the first field (a
+  value ``..`` in ``"ckpt/{tag}/m.npz"``) raises a ``ValueError`` naming the
+  values. Fields are plain names with an optional format: attribute access,
+  indexing and nested fields (``{loss.__class__}``, ``{x[0]}``,
+  ``{loss:{width}}``) are refused when the callback is built. Keras fills the
+  template with ``str.format`` and allows all of these.
 * ``mode="auto"`` is resolved by name (see :mod:`trainbus.callbacks.monitor`).
 * **One writer in a distributed run.** Attached on every rank, it judges on
   every rank (the epoch logs are global means there, so ``best`` and the
@@ -109,8 +118,10 @@ class ModelCheckpoint(BatchSaveCounter, PrimaryWriter, MonitorCallback):
     Args:
         filepath: Where to save: a path or a ``str.format`` template such as
             ``"ckpt/{epoch:02d}-{val_loss:.2f}.npz"`` with ``epoch``, ``batch``
-            (batch-level saves) and any logs key. The model handle chooses
-            the file format; any extension is accepted.
+            (batch-level saves) and any logs key, as plain names. The model
+            handle chooses the file format; any extension is accepted. Filled
+            values cannot move the file out of the folder the template names
+            (see the module docstring).
         monitor: The logs key that ``save_best_only`` judges.
         verbose: 1 prints a line for each save and each judgement, as Keras does.
         save_best_only: Save only when ``monitor`` improves on the best value
@@ -148,6 +159,8 @@ class ModelCheckpoint(BatchSaveCounter, PrimaryWriter, MonitorCallback):
     ) -> None:
         super().__init__(monitor, mode, best=initial_value_threshold)
         self.filepath = _checked_template(os.fspath(filepath))
+        self._fields = _field_names(self.filepath)
+        self._folder = _template_folder(self.filepath) if self._fields else None
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
@@ -232,7 +245,7 @@ class ModelCheckpoint(BatchSaveCounter, PrimaryWriter, MonitorCallback):
         if batch is not None and "batch" not in logs:
             fields.fixed["batch"] = batch + 1
         try:
-            return self.filepath.format_map(fields)
+            path = _PATH_FORMATTER.vformat(self.filepath, (), fields)
         except KeyError as error:
             key = error.args[0] if error.args else "?"
             available = ", ".join(sorted({*logs, *fields.fixed}))
@@ -247,6 +260,14 @@ class ModelCheckpoint(BatchSaveCounter, PrimaryWriter, MonitorCallback):
             raise ValueError(
                 f'Failed to format this callback filepath: "{self.filepath}". Reason: {error}'
             ) from error
+        if self._folder is not None and not _inside(path, self._folder):
+            raise ValueError(
+                f'ModelCheckpoint filepath "{self.filepath}" filled in as {path!r} lies outside '
+                f"the folder its template names, {self._folder!r}: a logged value made a "
+                f"'.' or '..' folder (the values filled in: "
+                f"{ {key: fields[key] for key in self._fields if key in fields} })"
+            )
+        return path
 
     # -- state ------------------------------------------------------------------------
 
@@ -328,6 +349,13 @@ def _checked_template(filepath: str) -> str:
                 f"ModelCheckpoint filepath {filepath!r} has a positional field "
                 f"{{{field}}}; name it: {{epoch}}, {{batch}} or a logs key such as {{val_loss}}"
             )
+        if field != name or "{" in (spec or ""):
+            raise ValueError(
+                f"ModelCheckpoint filepath {filepath!r} has the field {{{field}"
+                f"{':' + spec if spec else ''}}}: only plain names are filled in "
+                f"({{{name}}}, with an optional format such as {{{name}:.2f}}); attribute "
+                "access, indexing and nested fields are refused"
+            )
         if field in ("epoch", "batch"):  # ints: a bad format is known now, not after an epoch
             try:
                 formatter.format_field(formatter.convert_field(1, conversion), spec or "")
@@ -345,6 +373,39 @@ def _checked_template(filepath: str) -> str:
             f"Filepath used ends with a path separator: {filepath}"
         )
     return filepath
+
+
+class _PathFormatter(string.Formatter):
+    """``str.format`` whose filled values cannot add folders: separators become ``_``."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        text: str = super().format_field(value, format_spec)
+        return text.replace("/", "_").replace("\\", "_")
+
+
+_PATH_FORMATTER = _PathFormatter()
+
+
+def _field_names(template: str) -> tuple[str, ...]:
+    """The fields a checked template names, in order."""
+    return tuple(field for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def _template_folder(template: str) -> str:
+    """The folder a template names before its first field: filled paths must stay inside."""
+    literal = ""
+    for text, field, _, _ in string.Formatter().parse(template):
+        literal += text
+        if field is not None:
+            break
+    return os.path.dirname(literal) or os.curdir
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` lies in ``folder``, both made absolute and normalised (no links
+    resolved: the template's own folder may be a link)."""
+    resolved, top = os.path.abspath(path), os.path.abspath(folder)
+    return resolved == top or resolved.startswith(top.rstrip(os.sep) + os.sep)
 
 
 __all__ = ["CheckpointPathError", "ModelCheckpoint"]

@@ -40,6 +40,14 @@ Reliability:
 * A failed upload raises :class:`RemotePushError` (``on_error="raise"``) or
   warns and is retried at the next push (``on_error="warn"``); the old card
   stays in place either way.
+* **Credentials in the URL are never shown or stored**
+  (:mod:`trainbus.redact`): ``url`` (the attribute), ``repr``, ``state_key``
+  (which ``BackupAndRestore`` writes to disk), verbose lines, warnings and
+  errors show ``scheme://***@host/path`` (query values as ``***`` too), and
+  the text of an fsspec error that names a path holding the token is
+  scrubbed; such an error is then not chained (its own message would show
+  the token). The state key does not change when the token does, so a run
+  resumes after a credential rotation.
 
 In a distributed run, attached on every rank, it counts steps and epochs on
 every rank and saves (``model_filename``) and uploads on the primary only (see
@@ -101,6 +109,7 @@ from trainbus.callbacks.base import Callback
 from trainbus.callbacks.monitor import NonNegativeInt
 from trainbus.callbacks.writer import PrimaryWriter
 from trainbus.io import atomic_write
+from trainbus.redact import redact_text, redact_url, secrets_in
 
 SaveStrategy = Literal["epoch", "steps", "no"]
 Publish = Literal["auto", "rename", "direct"]
@@ -144,7 +153,10 @@ class PushToRemote(PrimaryWriter, Callback):
             paths; ``atomic_write``'s temporary files are skipped.
         url: Where to mirror it: any URL fsspec resolves to a filesystem
             (``file:///abs/path``, ``memory://name``, ``s3://bucket/prefix``,
-            ``hf://user/repo`` ...), with its backend installed.
+            ``hf://user/repo`` ...), with its backend installed. Credentials
+            in it (``scheme://user:token@host/...``) reach the filesystem only:
+            :attr:`url` and everything shown or stored hold ``***`` instead
+            (prefer ``storage_options`` or the backend's own configuration).
         save_strategy: ``"epoch"``, ``"steps"`` or ``"no"`` (see the module
             docstring); every strategy also pushes at train end.
         save_steps: With ``save_strategy="steps"`` (and only then): push when
@@ -167,6 +179,7 @@ class PushToRemote(PrimaryWriter, Callback):
         verbose: 1 prints a line for each push.
 
     Attributes:
+        url: The URL with its credentials redacted (``scheme://***@host/...``).
         fs: The fsspec filesystem; ``root`` the path of ``url`` in it.
         push_count: Pushes completed (model card uploaded).
         upload_count: Files uploaded in all, model cards included.
@@ -230,14 +243,15 @@ class PushToRemote(PrimaryWriter, Callback):
             if model_filename is None
             else _checked_relative("model_filename", model_filename, self.card_filename)
         )
-        self.url = url
+        self.url = redact_url(url)  # the URL with credentials is never kept
+        self._secrets = secrets_in(url)
         self.save_strategy: SaveStrategy = save_strategy
         self.save_steps = save_steps
         self.save_weights_only = save_weights_only
         self.on_error: OnError = on_error
         self.verbose = verbose
         self.storage_options = dict(storage_options or {})
-        self.fs, self.root = _resolve(url, self.storage_options)
+        self.fs, self.root = _resolve(url, self.storage_options, self._secrets)
         self.protocol = _protocol(self.fs)
         self.publish: Literal["rename", "direct"] = (
             publish
@@ -245,7 +259,7 @@ class PushToRemote(PrimaryWriter, Callback):
             else ("direct" if self.protocol in _OBJECT_STORES else "rename")
         )
         if self.protocol in _LOCAL_PROTOCOLS:
-            _check_no_overlap(self.output_dir, self.root)
+            _check_no_overlap(self.output_dir, self.root, self.url)
         self.push_count = 0
         self.upload_count = 0
         self.last_uploaded: list[str] = []
@@ -302,7 +316,10 @@ class PushToRemote(PrimaryWriter, Callback):
         """Record the abort; push nothing (the remote keeps the last complete push)."""
         self.aborted_phase = phase
         if self.verbose > 0:
-            print(f"PushToRemote: {phase} aborted ({error}); nothing pushed")
+            print(
+                f"PushToRemote: {phase} aborted ({redact_text(error, self._secrets)}); "
+                "nothing pushed"
+            )
 
     # -- pushing ----------------------------------------------------------------------
 
@@ -318,10 +335,19 @@ class PushToRemote(PrimaryWriter, Callback):
         try:
             self._push_unchecked(trigger)
         except Exception as error:
-            message = f"PushToRemote could not push {self.output_dir!r} to {self.url!r}: {error}"
-            if self.on_error == "raise":
-                raise RemotePushError(message) from error
-            warnings.warn(f"{message}; retrying at the next push", RuntimeWarning, stacklevel=3)
+            failure: Exception = error
+        else:
+            return
+        # Raised outside the except block: an error whose text shows the credentials
+        # must not ride along as the implicit __context__ either.
+        text = redact_text(f"{type(failure).__name__}: {failure}", self._secrets)
+        clean = text == f"{type(failure).__name__}: {failure}"
+        message = f"PushToRemote could not push {self.output_dir!r} to {self.url!r}: {text}"
+        if self.on_error == "raise":
+            if clean:
+                raise RemotePushError(message) from failure
+            raise RemotePushError(f"{message} (credentials redacted; the cause is not chained)")
+        warnings.warn(f"{message}; retrying at the next push", RuntimeWarning, stacklevel=3)
 
     def _push_unchecked(self, trigger: str) -> None:
         if self.model_filename is not None:
@@ -456,11 +482,15 @@ class PushToRemote(PrimaryWriter, Callback):
 # -- helpers --------------------------------------------------------------------------
 
 
-def _resolve(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    """The filesystem and path of ``url``, with errors that name the ``url`` parameter."""
+def _resolve(
+    url: str, storage_options: dict[str, Any], secrets: tuple[str, ...]
+) -> tuple[Any, str]:
+    """The filesystem and path of ``url``, with errors that name the ``url`` parameter
+    (its credentials redacted)."""
     fsspec = import_fsspec()
     if not url:
         raise ValueError("PushToRemote url must not be empty (e.g. 'file:///path', 's3://b/p')")
+    shown = redact_url(url)
     protocol = fsspec.core.split_protocol(url)[0] or "file"
     for part in protocol.split("::"):
         try:
@@ -468,18 +498,28 @@ def _resolve(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
         except ValueError:
             known = ", ".join(sorted(fsspec.available_protocols()))
             raise ValueError(
-                f"PushToRemote url {url!r}: fsspec knows no protocol {part!r}; "
+                f"PushToRemote url {shown!r}: fsspec knows no protocol {part!r}; "
                 f"known protocols: {known}"
             ) from None
         except ImportError as error:
             raise ImportError(
-                f"PushToRemote url {url!r} needs the fsspec backend for {part!r}: {error}"
+                f"PushToRemote url {shown!r} needs the fsspec backend for {part!r}: {error}"
             ) from error
+    failure: Exception | None = None
     try:
         fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"PushToRemote url {url!r} could not be opened: {error}") from error
-    return fs, str(root)
+    except (ValueError, TypeError, OSError) as error:
+        failure = error
+    if failure is None:
+        return fs, str(root)
+    # Raised outside the except block, chained only when the error's text is clean.
+    text = f"{type(failure).__name__}: {failure}"
+    redacted = redact_text(text, secrets)
+    message = f"PushToRemote url {shown!r} could not be opened: {redacted}"
+    kind: type[Exception] = OSError if isinstance(failure, OSError) else ValueError
+    if redacted == text:
+        raise kind(message) from failure
+    raise kind(f"{message} (credentials redacted; the cause is not chained)")
 
 
 def _protocol(fs: Any) -> str:
@@ -487,7 +527,7 @@ def _protocol(fs: Any) -> str:
     return str(protocol[0] if isinstance(protocol, (tuple, list)) else protocol)
 
 
-def _check_no_overlap(output_dir: str, root: str) -> None:
+def _check_no_overlap(output_dir: str, root: str, shown: str) -> None:
     local = os.path.realpath(output_dir)
     remote = os.path.realpath(root)
     if (
@@ -496,7 +536,7 @@ def _check_no_overlap(output_dir: str, root: str) -> None:
         or local.startswith(remote.rstrip(os.sep) + os.sep)
     ):
         raise ValueError(
-            f"PushToRemote url {root!r} and output_dir {output_dir!r} overlap: the mirror "
+            f"PushToRemote url {shown!r} and output_dir {output_dir!r} overlap: the mirror "
             "must be outside the folder it mirrors, and the other way round"
         )
 
