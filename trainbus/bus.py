@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import sys
@@ -42,6 +43,7 @@ from trainbus.filters import build_filters
 from trainbus.hooks import (
     flatten_callbacks,
     is_keras_backup_and_restore,
+    is_keras_class,
     is_keras_writer,
     overridden_hooks,
 )
@@ -467,6 +469,7 @@ class Bus:
         attached = {id(cb) for cb in self.callbacks(sender)}
         found: list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]] = []
         for callback in objects:
+            _refuse_keras_tensorboard_without_tensorflow(callback)
             hooks = overridden_hooks(callback)
             if not hooks and not hasattr(callback, "set_model"):
                 raise TypeError(
@@ -706,3 +709,16 @@ def _hook_name(callback: object, method: Callable[..., Any], event: type[Event])
 def _check_event_class(event: object) -> None:
     if not (isinstance(event, type) and issubclass(event, Event)):
         raise TypeError(f"expected an Event subclass such as TrainBatchEnd, got {event!r}")
+
+
+def _refuse_keras_tensorboard_without_tensorflow(callback: object) -> None:
+    """Refuse ``keras.callbacks.TensorBoard`` where TensorFlow (which it writes with) is missing."""
+    if is_keras_class(callback, "keras.src.callbacks.tensorboard", "TensorBoard") and (
+        importlib.util.find_spec("tensorflow") is None
+    ):
+        raise TypeError(
+            "keras.callbacks.TensorBoard needs TensorFlow (it writes through "
+            "tensorflow.summary), which is not installed: expected "
+            "trainbus.callbacks.TensorBoard(log_dir) in a trainbus loop, got "
+            f"{type(callback).__module__}.{type(callback).__qualname__}"
+        )
