@@ -180,6 +180,8 @@ class Bus:
     """
 
     def __init__(self, name: str = "trainbus") -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"Bus name must be a str, got {type(name).__name__}: {name!r}")
         self.name = name
         self.namespace = blinker.Namespace()
         self._signals: dict[type[Event], blinker.Signal] = {}
@@ -234,6 +236,8 @@ class Bus:
             >>> @bus.on(TrainBatchEnd, every=100, priority=10)
             ... def log_loss(event: TrainBatchEnd) -> None: ...
         """
+
+        _check_event_class(event)
 
         def decorate(fn: F) -> F:
             self.subscribe(
@@ -294,6 +298,8 @@ class Bus:
         """
         if not callable(fn):
             raise TypeError(f"subscriber for {event!r} must be callable, got {fn!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"subscription name must be a str or None, got {name!r}")
         filters = build_filters(every, once, when)
         return self._add(
             event, fn, "typed", name, priority, sender, filters, on_error, weak, Ranks.parse(ranks)

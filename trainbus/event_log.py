@@ -136,7 +136,15 @@ class EventLog:
         max_bytes: int | None = None,
         compress: bool | None = None,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"EventLog path must be a str or os.PathLike, got {type(path).__name__}: {path!r}"
+            )
         self.path = Path(path)
+        if not str(path) or self.path.is_dir():
+            raise ValueError(f"EventLog path must name a file, got {str(path)!r} (a directory)")
+        if compress is not None and not isinstance(compress, bool):
+            raise TypeError(f"EventLog compress must be True, False or None, got {compress!r}")
         if every is not None and (
             isinstance(every, bool) or not isinstance(every, int) or every < 1
         ):
@@ -368,6 +376,10 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:
         ...
         trainbus.event_log.EventLogError: ...bad.jsonl:1: invalid EpochEnd: epoch: Input ...
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"read_events path must be a str or os.PathLike, got {type(path).__name__}: {path!r}"
+        )
     name = str(path)
     lines = _gzip_lines(name) if _is_gzip(name) else _plain_lines(name)
     known = _known_tags()

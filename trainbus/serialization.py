@@ -86,6 +86,8 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def to_json(event: Event) -> str:
     """The event as a JSON string (see the module docstring for the shape)."""
+    if not isinstance(event, Event):
+        raise TypeError(f"to_json() takes an Event, got {type(event).__name__}: {event!r}")
     data = _shape(type(event)).dump_python(to_dict(event))
     # NaN and infinities (a diverged loss) are written as JSON5-style constants, which
     # from_json reads back, rather than as null.

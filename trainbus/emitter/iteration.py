@@ -218,8 +218,7 @@ class Emitter(KerasHooks):
             {'loss': 3.6}
         """
         count = counter(samples)
-        if steps is not None:
-            check_int("steps", steps)
+        _check_data(data, steps)
         # An iterator made inside an epoch belongs to it; one made before starts with the next.
         inside = self._state != IDLE and self._state != TRAINING
         return self._train_batches(data, steps, count, self._train_means if inside else None)
@@ -313,8 +312,12 @@ class Emitter(KerasHooks):
         are also in :attr:`test_logs`.
         """
         count = counter(samples)
-        if steps is not None:
-            check_int("steps", steps)
+        _check_data(data, steps)
+        return self._test_run(data, steps, count)
+
+    def _test_run(
+        self, data: Iterable[T], steps: int | None, count: Callable[[T], float | None] | None
+    ) -> Iterator[T]:
         self.on_test_begin(steps=_known_length(data, steps))
         yield from self._run_batches(
             data, steps, self.on_test_batch_begin, self.on_test_batch_end, count
@@ -326,8 +329,10 @@ class Emitter(KerasHooks):
 
         Log the batch's outputs with ``emitter.log(outputs=...)``.
         """
-        if steps is not None:
-            check_int("steps", steps)
+        _check_data(data, steps)
+        return self._predict_run(data, steps)
+
+    def _predict_run(self, data: Iterable[T], steps: int | None) -> Iterator[T]:
         self.on_predict_begin(steps=_known_length(data, steps))
         yield from self._run_batches(
             data, steps, self.on_predict_batch_begin, self.on_predict_batch_end
@@ -448,6 +453,17 @@ class Emitter(KerasHooks):
         except BaseException as error:
             self.abort(error)
             raise
+
+
+def _check_data(data: object, steps: object) -> None:
+    """Refuse, when the iterator is made, data that is not iterable and a bad ``steps``."""
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be an iterable of batches (a list, a DataLoader, a generator), "
+            f"got {type(data).__name__}: {data!r}"
+        )
+    if steps is not None:
+        check_int("steps", steps)
 
 
 def _take(data: Iterable[T], steps: int | None) -> Iterable[T]:

@@ -546,6 +546,8 @@ class KerasHooks(EmitterState):
         """Begin an evaluation or prediction run, closing an open training chunk first."""
         if self._state & DELIVERING:
             raise reentrant_error(call, self._state, self._batch)
+        if steps is not None:
+            check_int("steps", steps)
         self._recover_abandoned()
         if self._state == EPOCH:
             self._flush_chunk(TrainBatchEnd)
