@@ -12,6 +12,12 @@ another exception type.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +26,12 @@ import keras
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import trainbus
+import trainbus.callbacks as tc
 from trainbus import Bus, Emitter, EpochBegin, EpochEnd, Every, Once, TrainBatchEnd, When
 from trainbus.callbacks import (
     BackupAndRestore,
@@ -542,3 +551,193 @@ def test_the_table_is_large_and_its_ids_are_unique() -> None:
     ids = [row[0] for row in ROWS]
     assert len(ids) >= 150
     assert len(set(ids)) == len(ids)
+
+
+# -- arbitrary values to every public constructor ------------------------------------------
+
+
+BUILT_BY_THE_BUS = {"Plan", "Subscription", "Attachment"}
+"""Public types a user receives from ``Bus.subscribe``/``attach``, never builds."""
+
+
+def _public_classes() -> list[type]:
+    """Every public class a user builds: the callbacks, the core, the events, the handles."""
+    found: list[type] = []
+    for module, names in (
+        (tc, tc.__all__),
+        (trainbus, trainbus.__all__),
+        (trainbus_jax, trainbus_jax.__all__),
+    ):
+        for name in names:
+            obj = getattr(module, name)
+            if (
+                isinstance(obj, type)
+                and not issubclass(obj, BaseException)
+                and not getattr(obj, "_is_protocol", False)
+                and not name.endswith("Collective")  # needs a process group, not arguments
+                and name not in BUILT_BY_THE_BUS
+                and obj not in found
+            ):
+                found.append(obj)
+    found += [EventLog, NumpyModel, TorchModel, TorchOptimizer]
+    return found
+
+
+CONSTRUCTORS = _public_classes()
+
+VALUES = st.one_of(
+    st.integers(-3, 3),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet="ab_.", max_size=4),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(-2, 2), max_size=2),
+    st.dictionaries(st.text(alphabet="ab", max_size=2), st.integers(-2, 2), max_size=2),
+    st.builds(object),
+)
+
+
+def _parameters(cls: type) -> list[str]:
+    init = cls.__new__ if "__event_defaults__" in cls.__dict__ else cls.__init__
+    signature = inspect.signature(getattr(init, "raw_function", init))
+    return [
+        name
+        for name, parameter in signature.parameters.items()
+        if name not in ("self", "cls")
+        and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    ]
+
+
+def test_every_public_class_is_fed_random_values() -> None:
+    assert len(CONSTRUCTORS) >= 40
+    assert {EarlyStopping, Bus, Emitter, EventLog, TrainBatchEnd, TorchModel} <= set(CONSTRUCTORS)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_arguments_are_accepted_or_refused_with_a_type_or_value_error(
+    data: st.DataObject,
+) -> None:
+    cls = data.draw(st.sampled_from(CONSTRUCTORS), label="class")
+    names = _parameters(cls)
+    chosen = data.draw(st.lists(st.sampled_from(names), unique=True) if names else st.just([]))
+    kwargs = {name: data.draw(VALUES, label=name) for name in chosen}
+    refused: TypeError | ValueError | None = None
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        try:
+            cls(**kwargs)
+        except (TypeError, ValueError) as error:  # anything else fails the test
+            refused = error
+    if refused is None:
+        return
+    message = str(refused)
+    assert message, f"{cls.__name__}(**{kwargs!r}) raised an empty {type(refused).__name__}"
+    if kwargs and "required" not in message and "missing" not in message:
+        assert any(name in message for name in kwargs), (
+            f"{cls.__name__}(**{kwargs!r}): the message names no argument: {message}"
+        )
+
+
+# -- misuses that need a file, a process or two runs ----------------------------------------
+
+BLOCKER = """
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {name!r} or name.startswith({name!r} + "."):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.mark.parametrize(
+    ("adapter", "framework", "extra"),
+    [("trainbus_torch", "torch", "trainbus[torch]"), ("trainbus_jax", "jax", "trainbus[jax]")],
+)
+def test_importing_an_adapter_without_its_framework_names_the_extra_to_install(
+    adapter: str, framework: str, extra: str, tmp_path: Path
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER.format(name=framework))
+    path = os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "adapters")])
+    result = subprocess.run(
+        [sys.executable, "-c", f"from {adapter} import fit"],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"pip install {extra}" in result.stderr
+    assert "ImportError" in result.stderr
+    # trainbus itself still imports: it needs no framework.
+    core = subprocess.run(
+        [sys.executable, "-c", "import trainbus, trainbus.callbacks"],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert core.returncode == 0, core.stderr
+
+
+def _train_with_backup(live: Live, backup: Path, epochs: int, crash_after: int | None) -> list[int]:
+    """Train with a BackupAndRestore; the epochs that ran. ``crash_after``: crash after it."""
+    ran: list[int] = []
+    attachment = live.bus.attach(BackupAndRestore(backup))
+    try:
+        with live.emitter.training(epochs=epochs) as indices:
+            for epoch in indices:
+                for loss in live.emitter.batches([1.0, 3.0]):
+                    live.emitter.log(loss=loss)
+                ran.append(epoch)
+                if epoch == crash_after:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    finally:
+        attachment.remove()
+    return ran
+
+
+def test_a_backup_past_the_end_of_the_run_is_refused_and_one_at_its_end_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    backup = tmp_path / "backup"
+    live = Live(tmp_path)
+    # Crashes inside epoch 5: epochs 0 to 4 are backed up.
+    assert _train_with_backup(live, backup, epochs=10, crash_after=5) == [0, 1, 2, 3, 4, 5]
+    # Restarted with fewer epochs than the backup has done: an error, before anything changes.
+    with pytest.raises(ValueError, match="resumes at epoch 5, past the end of this run") as error:
+        _train_with_backup(live, backup, epochs=3, crash_after=None)
+    assert "expected epochs >= 5, got epochs=3" in str(error.value)
+    # Exactly at the end: nothing is left to run (as Keras's fit with initial_epoch == epochs).
+    assert _train_with_backup(live, backup, epochs=5, crash_after=None) == []
+    # That run ended normally, so its backup is gone: the next one starts afresh.
+    assert _train_with_backup(live, backup, epochs=2, crash_after=None) == [0, 1]
+
+
+def test_csv_logger_appends_under_the_files_columns_and_refuses_new_ones(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"epoch,acc,loss\r\n0,0.5,1.0\r\n")
+    live = Live(tmp_path)
+    logger = CSVLogger(path, append=True)
+    attachment = live.bus.attach(logger)
+    live.train()  # logs loss only: a subset of the file's columns
+    assert path.read_bytes() == b"epoch,acc,loss\r\n0,0.5,1.0\r\n0,NA,2.0\r\n"
+    before = path.read_bytes()
+
+    def train_with_accuracy() -> None:
+        with live.emitter.training(epochs=1) as indices:
+            for _ in indices:
+                for loss in live.emitter.batches([1.0, 3.0]):
+                    live.emitter.log(loss=loss, top5=0.9)
+
+    with pytest.raises(ValueError, match=r"new columns \['top5'\]"):
+        train_with_accuracy()
+    assert path.read_bytes() == before  # nothing written under the wrong header
+    attachment.remove()
+    assert live.train() == {"loss": 2.0}  # the emitter goes on

@@ -479,7 +479,8 @@ class Bus:
             hooks = overridden_hooks(callback)
             if not hooks and not hasattr(callback, "set_model"):
                 raise TypeError(
-                    f"{callback!r} is not a Keras-style callback: it has no set_model() and none "
+                    f"callbacks must be Keras-style callback objects; {callback!r} is not a "
+                    f"Keras-style callback: it has no set_model() and none "
                     f"of the hook methods ({', '.join(HOOKED_EVENTS)})"
                 )
             if id(callback) in attached:
