@@ -117,7 +117,7 @@ class When(EventFilter):
     def __init__(self, predicate: Callable[[Any], bool]) -> None:
         if not callable(predicate):
             raise TypeError(
-                f"when= (the predicate) must be a callable taking the event, got {predicate!r}"
+                f"when= must be a callable taking the event (When's predicate), got {predicate!r}"
             )
         self.predicate = predicate
 

@@ -207,10 +207,7 @@ def replay(
     elif isinstance(source, Iterable):
         events = source
     else:
-        raise TypeError(
-            f"replay() source must be a path or an iterable of events, "
-            f"got {type(source).__name__}: {source!r}"
-        )
+        raise TypeError(f"replay() source must be a path or an iterable of events, got {source!r}")
     if bus is not None and not isinstance(bus, Bus):
         raise TypeError(f"replay() bus must be a trainbus.Bus or None, got {bus!r}")
     if learning_rate is not None:
