@@ -210,10 +210,10 @@ class KerasHooks(EmitterState):
         """A training batch starts (events go out once per chunk)."""
         if self._state != EPOCH or batch <= self._last:
             self._bad_batch_begin(EPOCH, "train", batch)
-        self._state = TRAIN_BATCH
         self._batch = batch
         route = self._tbb
         if route is None:  # nobody listens, or inside a chunk
+            self._state = TRAIN_BATCH
             return
         self._state = TRAIN_BATCH_DELIVERING  # a re-entrant call fails every state check
         try:
@@ -278,21 +278,23 @@ class KerasHooks(EmitterState):
             self._bad_batch_end(TRAIN_BATCH, "train", batch)
         if samples is not None:
             samples = checked_samples(samples)  # before any change: a refused call changes nothing
-        self._state = EPOCH
-        self._last = batch
         if logs:
             # Kept as it is if only this call holds it (a literal, or the iterator API's
             # dict): nobody can change it later. Any other is copied (see batch_logs).
             if type(logs) is not dict or getrefcount(logs) > TEMPORARY_REFCOUNT:
-                logs = copied(logs)
+                logs = copied(logs)  # refuses logs that are not a mapping, changing nothing
             self._train_kept.append(logs)
             if samples is not None:
                 self._train_weights.append(samples)
             if batch >= self._fold_at:  # indices increase: at most FOLD_EVERY kept batches
+                self._state = EPOCH  # the batch has ended even if the fold refuses a value
+                self._last = batch
                 self._train_means.fold()
                 self._fold_at = batch + means.FOLD_EVERY
+        self._last = batch
         route = self._tbe
         if route is None:  # nobody listens (and no chunks)
+            self._state = EPOCH
             self.step += batch - self._batch + 1
             return
         self._state = EPOCH_DELIVERING  # a re-entrant call fails every state check
