@@ -290,6 +290,7 @@ class Reference:
         self.open: str | None = None  # "train", "test" or "predict" while a batch is open
         self.outer = IDLE
         self.epoch = 0
+        self.last_epoch = -1  # the last epoch that ended in this training run
         self.step = 0
         self.batch = -1
         self.last = -1
@@ -350,6 +351,7 @@ class Reference:
         if self.state != IDLE or self.open:
             return False
         self.state, self.step, self.epoch_logs = TRAINING, 0, {}
+        self.last_epoch = -1
         self.send("TrainBegin")
         return True
 
@@ -361,7 +363,8 @@ class Reference:
         return True
 
     def epoch_begin(self, epoch: int) -> bool:
-        if self.state != TRAINING or self.open:
+        # Epoch indices increase within a training run.
+        if self.state != TRAINING or self.open or epoch <= self.last_epoch:
             return False
         self.state, self.epoch = EPOCH, epoch
         self.last = self.train_last = -1
@@ -377,6 +380,7 @@ class Reference:
         logs = self.means(self.train_kept)
         logs.update(self.val_logs)
         self.epoch_logs, self.train_kept, self.state = logs, [], TRAINING
+        self.last_epoch = epoch
         self.send("EpochEnd", epoch=epoch, logs=logs)
         return True
 
@@ -469,8 +473,8 @@ def legal_calls(ref: Reference) -> list[Call]:
         return [("on_train_begin", ()), ("on_train_begin", ()), *runs]
     if ref.state == TRAINING:
         return [
-            ("on_epoch_begin", (ref.epoch + 1,)),
-            ("on_epoch_begin", (0,)),
+            ("on_epoch_begin", (ref.last_epoch + 1,)),
+            ("on_epoch_begin", (ref.last_epoch + 2,)),
             ("on_train_end", ()),
         ]
     if ref.state == EPOCH:

@@ -64,6 +64,7 @@ BATCHES: list[type[Event]] = [
 ]
 
 counts = st.integers(min_value=0, max_value=2**53)
+sizes = st.integers(min_value=1, max_value=2**53)  # a batch event covers one batch or more
 json_scalars = (
     st.floats(allow_nan=False, allow_infinity=False)
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -86,7 +87,7 @@ def events(draw: st.DrawFn) -> Event:
     if kind in EPOCHS:
         common["epoch"] = draw(counts)
     elif kind in BATCHES:
-        common.update(epoch=draw(counts), batch=draw(counts), size=draw(counts))
+        common.update(epoch=draw(counts), batch=draw(counts), size=draw(sizes))
     elif kind is Aborted:
         common.update(phase=draw(st.sampled_from(["train", "test"])), error=draw(st.text()))
     elif kind is LearningRateChanged:

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import sys
@@ -42,6 +43,7 @@ from trainbus.filters import build_filters
 from trainbus.hooks import (
     flatten_callbacks,
     is_keras_backup_and_restore,
+    is_keras_class,
     is_keras_writer,
     overridden_hooks,
 )
@@ -178,6 +180,8 @@ class Bus:
     """
 
     def __init__(self, name: str = "trainbus") -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"Bus name must be a str, got {type(name).__name__}: {name!r}")
         self.name = name
         self.namespace = blinker.Namespace()
         self._signals: dict[type[Event], blinker.Signal] = {}
@@ -232,6 +236,8 @@ class Bus:
             >>> @bus.on(TrainBatchEnd, every=100, priority=10)
             ... def log_loss(event: TrainBatchEnd) -> None: ...
         """
+
+        _check_event_class(event)
 
         def decorate(fn: F) -> F:
             self.subscribe(
@@ -292,6 +298,8 @@ class Bus:
         """
         if not callable(fn):
             raise TypeError(f"subscriber for {event!r} must be callable, got {fn!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"subscription name must be a str or None, got {name!r}")
         filters = build_filters(every, once, when)
         return self._add(
             event, fn, "typed", name, priority, sender, filters, on_error, weak, Ranks.parse(ranks)
@@ -467,10 +475,12 @@ class Bus:
         attached = {id(cb) for cb in self.callbacks(sender)}
         found: list[tuple[object, list[tuple[type[Event], Callable[..., Any]]]]] = []
         for callback in objects:
+            _refuse_keras_tensorboard_without_tensorflow(callback)
             hooks = overridden_hooks(callback)
             if not hooks and not hasattr(callback, "set_model"):
                 raise TypeError(
-                    f"{callback!r} is not a Keras-style callback: it has no set_model() and none "
+                    f"callbacks must be Keras-style callback objects; {callback!r} is not a "
+                    f"Keras-style callback: it has no set_model() and none "
                     f"of the hook methods ({', '.join(HOOKED_EVENTS)})"
                 )
             if id(callback) in attached:
@@ -706,3 +716,16 @@ def _hook_name(callback: object, method: Callable[..., Any], event: type[Event])
 def _check_event_class(event: object) -> None:
     if not (isinstance(event, type) and issubclass(event, Event)):
         raise TypeError(f"expected an Event subclass such as TrainBatchEnd, got {event!r}")
+
+
+def _refuse_keras_tensorboard_without_tensorflow(callback: object) -> None:
+    """Refuse ``keras.callbacks.TensorBoard`` where TensorFlow (which it writes with) is missing."""
+    if is_keras_class(callback, "keras.src.callbacks.tensorboard", "TensorBoard") and (
+        importlib.util.find_spec("tensorflow") is None
+    ):
+        raise TypeError(
+            "keras.callbacks.TensorBoard needs TensorFlow (it writes through "
+            "tensorflow.summary), which is not installed: expected "
+            "trainbus.callbacks.TensorBoard(log_dir) in a trainbus loop, got "
+            f"{type(callback).__module__}.{type(callback).__qualname__}"
+        )

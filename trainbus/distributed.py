@@ -128,6 +128,12 @@ def register_detector(name: str, detect: Detector) -> None:
         >>> "example" in detectors()
         True
     """
+    if not isinstance(name, str):
+        raise TypeError(f"register_detector name must be a str, got {type(name).__name__}")
+    if not callable(detect):
+        raise TypeError(
+            f"register_detector detect must be callable() -> Collective | None, got {detect!r}"
+        )
     _detectors[name] = detect
 
 

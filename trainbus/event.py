@@ -27,6 +27,7 @@ validated by pydantic where data crosses a boundary: see
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from numbers import Integral
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -76,10 +77,17 @@ class EventMeta(type):
         namespace.setdefault("__slots__", ())
         for index, field in enumerate(fields):
             namespace[field] = property(itemgetter(index), doc=f"The ``{field}`` field.")
+        counts: dict[str, int] = {}
+        for base in reversed(bases):
+            counts.update(getattr(base, "__event_counts__", {}))
+        for field, annotation in annotations.items():
+            if field in _COUNTS and annotation in (int, "int"):
+                counts[field] = _COUNTS[field]
         namespace["__event_defaults__"] = fields
+        namespace["__event_counts__"] = counts
         namespace["__match_args__"] = tuple(fields)
         if "__new__" not in namespace:
-            namespace["__new__"] = _make_new(name, fields)
+            namespace["__new__"] = _make_new(name, fields, counts)
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
         unknown = [f for f in getattr(cls, "hook_fields", ()) if f not in fields or f == "logs"]
         if unknown:
@@ -91,12 +99,55 @@ class EventMeta(type):
         return cls
 
 
-def _make_new(class_name: str, fields: dict[str, Any]) -> Any:
+_COUNTS = {"step": 0, "epoch": 0, "batch": 0, "size": 1}
+"""Fields that count (declared ``int``), with their least value; the constructor checks them."""
+
+
+def _check_field(cls: type, field: str, value: object, least: int) -> None:
+    """Refuse an event field that is not a count of at least ``least`` (or not a mapping)."""
+    counts = field != "logs" and isinstance(value, Integral) and not isinstance(value, bool)
+    if counts and int(value) >= least:  # type: ignore[call-overload]
+        return  # a NumPy integer, say
+    raise _bad_field(cls, field, value, least)
+
+
+def _bad_field(cls: type, field: str, value: object, least: int) -> Exception:
+    """The error for an event field that is not a count of at least ``least``."""
+    expected = f"{cls.__name__}({field}=...) must be an int >= {least}"
+    if field == "logs":
+        return TypeError(
+            f"{cls.__name__}(logs=...) must be a mapping of str to values, "
+            f"got {type(value).__name__}: {value!r}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        return TypeError(f"{expected}, got {type(value).__name__}: {value!r}")
+    return ValueError(f"{expected}, got {value!r}")
+
+
+def _make_new(class_name: str, fields: dict[str, Any], counts: dict[str, int]) -> Any:
     params = [f"{f}" for f, d in fields.items() if d is NO_DEFAULT]
     params += [f"{f}=_d_{f}" for f, d in fields.items() if d is not NO_DEFAULT]
     values = "".join(f"{f}, " for f in fields)
-    source = f"def __new__(cls, *, {', '.join(params)}):\n    return _tuple_new(cls, ({values}))\n"
-    scope: dict[str, Any] = {"_tuple_new": _tuple_new}
+    checks = "".join(
+        f"    if type({f}) is not int or {f} < {least}:\n"
+        f"        _check_field(cls, {f!r}, {f}, {least})\n"
+        for f, least in counts.items()
+    )
+    if "logs" in fields:
+        checks += (
+            "    if not isinstance(logs, _Mapping):\n"
+            "        raise _bad_field(cls, 'logs', logs, 0)\n"
+        )
+    source = (
+        f"def __new__(cls, *, {', '.join(params)}):\n{checks}"
+        f"    return _tuple_new(cls, ({values}))\n"
+    )
+    scope: dict[str, Any] = {
+        "_tuple_new": _tuple_new,
+        "_bad_field": _bad_field,
+        "_check_field": _check_field,
+        "_Mapping": Mapping,
+    }
     scope.update({f"_d_{f}": d for f, d in fields.items() if d is not NO_DEFAULT})
     exec(source, scope)  # noqa: S102 - generated from field names only
     new = scope["__new__"]

@@ -181,7 +181,15 @@ class EventLog:
         compress: bool | None = None,
         ranks: RanksSpec = "primary",
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"EventLog path must be a str or os.PathLike, got {type(path).__name__}: {path!r}"
+            )
         self.path = Path(path)
+        if not str(path) or self.path.is_dir():
+            raise ValueError(f"EventLog path must name a file, got {str(path)!r} (a directory)")
+        if compress is not None and not isinstance(compress, bool):
+            raise TypeError(f"EventLog compress must be True, False or None, got {compress!r}")
         Ranks.parse(ranks)  # checked now, with the error ranks= gives everywhere
         if every is not None and (
             isinstance(every, bool) or not isinstance(every, int) or every < 1
@@ -451,6 +459,10 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
         >>> list(read_records(path))
         [Record(event=TrainBegin(step=0, logs={}), time=1700000000.5, learning_rate=None)]
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"event log path must be a str or os.PathLike, got {type(path).__name__}: {path!r}"
+        )
     name = str(path)
     lines = _gzip_lines(name) if _is_gzip(name) else _plain_lines(name)
     known = _known_tags()

@@ -116,7 +116,9 @@ class When(EventFilter):
 
     def __init__(self, predicate: Callable[[Any], bool]) -> None:
         if not callable(predicate):
-            raise TypeError(f"when= must be a callable taking the event, got {predicate!r}")
+            raise TypeError(
+                f"when= must be a callable taking the event (When's predicate), got {predicate!r}"
+            )
         self.predicate = predicate
 
     def __call__(self, event: Event) -> bool:

@@ -103,6 +103,20 @@ def check_reiterable(data: Iterable[Any], name: str) -> None:
         )
 
 
+def no_batches(call: str, argument: str) -> ValueError:
+    """The error for a ``fit``/``evaluate`` whose data gave no batch (Keras refuses it too).
+
+    Example:
+        >>> print(no_batches("fit", "train_data"))
+        fit() got no batches from train_data: expected at least one batch, got an empty \
+dataset or loader (check its length, batch_size with drop_last, and steps)
+    """
+    return ValueError(
+        f"{call}() got no batches from {argument}: expected at least one batch, got an empty "
+        f"dataset or loader (check its length, batch_size with drop_last, and steps)"
+    )
+
+
 def data_length(data: Iterable[Any]) -> int | None:
     """``len(data)``, or ``None`` when the data has no length."""
     try:

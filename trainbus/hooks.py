@@ -176,9 +176,19 @@ def flatten_callbacks(callbacks: object) -> list[object]:
         ['a', 'b', 'c']
         >>> flatten_callbacks(None)
         []
+
+    Raises:
+        TypeError: a class where an instance belongs (``EarlyStopping``, not
+            ``EarlyStopping()``).
     """
     if isinstance(callbacks, (list, tuple)):
         return [cb for item in callbacks for cb in flatten_callbacks(item)]
+    if isinstance(callbacks, type):
+        name = callbacks.__name__
+        raise TypeError(
+            f"callbacks must be callback instances, got the class {name}: "
+            f"pass an instance: {name}() not {name}"
+        )
     return [] if callbacks is None else [callbacks]
 
 

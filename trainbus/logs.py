@@ -133,4 +133,11 @@ def copy_logs(logs: Mapping[str, Any] | None) -> Logs:
     """A new :class:`Logs` with ``logs``' values as stored (nothing converted)."""
     if not logs:
         return Logs()
-    return Logs(logs) if type(logs) is dict else Logs(raw_items(logs))
+    if type(logs) is dict:
+        return Logs(logs)
+    if not isinstance(logs, Mapping):
+        raise TypeError(
+            f"logs must be a mapping of str to values (a dict) or None, "
+            f"got {type(logs).__name__}: {logs!r}"
+        )
+    return Logs(raw_items(logs))

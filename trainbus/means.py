@@ -117,12 +117,17 @@ class _KeyTotal:
                 block = _reducers.get(type(values[-1]), plain_sum)(values, weights)
             except TypeError:
                 pass
+            except (ValueError, RuntimeError):  # NumPy's and torch's shape errors: say which
+                _check_shapes(key, values, self.total)
+                raise
             else:
+                if hasattr(values[-1], "shape"):  # arrays: one shape, or a sum broadcast them
+                    _check_shapes(key, values, self.total)
                 self._add_sum(values, weights, block)
                 return
-        self._add_carefully(values, weights)
+        self._add_carefully(key, values, weights)
 
-    def _add_carefully(self, values: list[Any], weights: list[float] | None) -> None:
+    def _add_carefully(self, key: str, values: list[Any], weights: list[float] | None) -> None:
         """Add a block that may hold ``None``, a single value, or values that do not add up."""
         if _NONE in map(type, values):
             kept = [index for index, value in enumerate(values) if value is not None]
@@ -147,7 +152,11 @@ class _KeyTotal:
                 block = _reducers.get(type(values[-1]), plain_sum)(values, weights)
             except TypeError as error:  # decided by result(): a string last wins, else it raises
                 self.error = error
+            except (ValueError, RuntimeError):
+                _check_shapes(key, values, self.total)
+                raise
             else:
+                _check_shapes(key, values, self.total)
                 self._add_sum(values, weights, block)
                 return
         self.count += len(values)
@@ -189,6 +198,23 @@ class _KeyTotal:
                 f"batch, or the epoch end's logs)"
             ) from self.error
         return self.total / self.weight
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(getattr(value, "shape", ()))
+
+
+def _check_shapes(key: str, values: list[Any], total: Any) -> None:
+    """Refuse a key whose batch values (or the sum so far) differ in shape: no broadcasting."""
+    shapes = {_shape(value) for value in values}
+    if total is not None:
+        shapes.add(_shape(total))
+    if len(shapes) > 1:
+        raise ValueError(
+            f"cannot average the batch values logged as {key!r}: expected one shape for every "
+            f"batch of an epoch, got shapes {', '.join(map(str, sorted(shapes)))}; log a "
+            f"per-batch scalar (loss.mean()), or arrays of one shape"
+        )
 
 
 class RunningMeans:
@@ -244,6 +270,11 @@ class RunningMeans:
         for key, (values, key_weights) in _columns(batches, block_weights).items():
             total = totals.get(key)
             if total is None:
+                if not isinstance(key, str):  # once per key and epoch
+                    raise TypeError(
+                        f"batch log keys must be str (metric names such as 'loss'), "
+                        f"got {type(key).__name__}: {key!r}"
+                    )
                 total = totals[key] = _KeyTotal()
             total.add(key, values, key_weights)
         batches.clear()  # in place: the emitter holds these lists

@@ -109,6 +109,53 @@ class ModelHandle(Protocol):
     def load_weights(self, filepath: str | os.PathLike[str]) -> None: ...
 
 
+_NOT_MODELS = (int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset)
+
+# Framework models that need an adapter's handle, by (module, class name) along the MRO.
+_NEEDS_HANDLE = {
+    ("torch.nn.modules.module", "Module"): "trainbus_torch.TorchModel(module, optimizer)",
+}
+
+
+def check_model(model: object) -> None:
+    """Refuse, with a ``TypeError`` that says what to pass, what cannot be a model handle.
+
+    ``None`` (no model) and any object that has or can take a ``stop_training``
+    attribute pass; a class, a number, a string or a container does not, nor a
+    bare framework model that needs its adapter's handle.
+
+    Example:
+        >>> check_model(NullModel())
+        >>> check_model(3)
+        Traceback (most recent call last):
+        ...
+        TypeError: model must be a model handle (a trainbus.ModelHandle such as \
+trainbus.numpy_model.NumpyModel or trainbus_torch.TorchModel) or None, got int: 3
+    """
+    if model is None:
+        return
+    if isinstance(model, type):
+        raise TypeError(
+            f"model must be a model handle instance, got the class {model.__name__}: "
+            f"pass an instance: {model.__name__}(...) not {model.__name__}"
+        )
+    for klass in type(model).__mro__:
+        wrap = _NEEDS_HANDLE.get((getattr(klass, "__module__", ""), klass.__qualname__))
+        if wrap is not None:
+            raise TypeError(
+                f"model must be a model handle, got a bare {type(model).__name__}: "
+                f"wrap it as {wrap}"
+            )
+    if isinstance(model, _NOT_MODELS) or not (
+        hasattr(model, "stop_training") or hasattr(model, "__dict__")
+    ):
+        raise TypeError(
+            "model must be a model handle (a trainbus.ModelHandle such as "
+            "trainbus.numpy_model.NumpyModel or trainbus_torch.TorchModel) or None, "
+            f"got {type(model).__name__}: {model!r}"
+        )
+
+
 def save_is_collective(model: object) -> bool:
     """Whether ``model``'s ``save`` must run on every rank (its ``save_is_collective``).
 

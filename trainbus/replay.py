@@ -209,7 +209,11 @@ def replay(
     elif isinstance(source, Iterable):
         events = source
     else:
-        raise TypeError(f"replay() takes a path or an iterable of events, got {source!r}")
+        raise TypeError(f"replay() source must be a path or an iterable of events, got {source!r}")
+    if bus is not None and not isinstance(bus, Bus):
+        raise TypeError(f"replay() bus must be a trainbus.Bus or None, got {bus!r}")
+    if learning_rate is not None:
+        checked_learning_rate(learning_rate)
     target = Bus("replay") if bus is None else bus
     attachment = target.attach(callbacks) if callbacks not in ((), [], None) else None
     try:
@@ -316,6 +320,10 @@ def _unbroken(events: Iterable[Event]) -> Iterator[Event]:
     began = False  # a TrainBegin went out: a resumed run's own (and its RunParams) is dropped
     resumed = False
     for event in events:
+        if not isinstance(event, Event):
+            raise TypeError(
+                f"replay() source must hold trainbus events, got {type(event).__name__}: {event!r}"
+            )
         if isinstance(event, LogResumed):
             pending.clear()
             resumed = began

@@ -4,7 +4,8 @@ Each event becomes a JSON object tagged with its class, ``{"event":
 "TrainBatchEnd", "step": 3, "logs": {"loss": 0.25}, "epoch": 0, "batch": 2,
 "size": 1}``; reading one back validates every field (strictly: ``"3"`` is not
 an int) and rejects unknown fields, with a ``pydantic.ValidationError`` that
-names the field. NaN and infinite values are written as ``NaN`` and
+names the field; a ``step``, ``epoch`` or ``batch`` below 0 or a ``size`` below 1
+is refused the same way. NaN and infinite values are written as ``NaN`` and
 ``Infinity`` (as Python's ``json`` does) and read back. Your own
 :class:`~trainbus.Event` subclasses work the same way, tagged
 ``module.QualName``.
@@ -85,6 +86,8 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def to_json(event: Event) -> str:
     """The event as a JSON string (see the module docstring for the shape)."""
+    if not isinstance(event, Event):
+        raise TypeError(f"to_json() takes an Event, got {type(event).__name__}: {event!r}")
     data = _shape(type(event)).dump_python(to_dict(event))
     # NaN and infinities (a diverged loss) are written as JSON5-style constants, which
     # from_json reads back, rather than as null.
@@ -126,6 +129,10 @@ def _build(fields: dict[str, Any]) -> Event:
     return cls(**fields)
 
 
+_COUNTS = {"step": 0, "epoch": 0, "batch": 0, "size": 1}
+"""The int fields that count, and their least value: a JSON event with less is refused."""
+
+
 @cache
 def _typed_dict(cls: type[Event]) -> Any:
     """The TypedDict of one class's tagged JSON object (unknown keys forbidden)."""
@@ -133,6 +140,8 @@ def _typed_dict(cls: type[Event]) -> Any:
     annotations: dict[str, Any] = {"event": Literal[event_tag(cls)]}
     for name, default in cls.__event_defaults__.items():
         kind = hints.get(name, Any)
+        if kind is int and name in _COUNTS:  # a step, an index or a size: never negative
+            kind = Annotated[int, Field(ge=_COUNTS[name])]
         annotations[name] = kind if default is NO_DEFAULT else NotRequired[kind]
     shape = _make_typed_dict(f"{cls.__name__}JSON", annotations)
     shape.__pydantic_config__ = ConfigDict(extra="forbid")

@@ -17,6 +17,13 @@ for TensorFlow).
   own (jitted) step functions, logs kept as JAX arrays (no host sync per step).
 """
 
+try:
+    import jax  # noqa: F401
+except ImportError as error:  # say which extra brings them, not just "No module named 'jax'"
+    raise ImportError(
+        "trainbus_jax needs JAX, which is not installed: pip install trainbus[jax]"
+    ) from error
+
 from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("jax")

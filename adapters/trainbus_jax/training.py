@@ -70,6 +70,7 @@ from trainbus.fitting import (
     data_length,
     eval_callbacks,
     fit_callbacks,
+    no_batches,
 )
 from trainbus.logs import Logs, register_converter
 from trainbus.means import plain_sum, register_reducer
@@ -300,8 +301,11 @@ def fit(
         attach_callbacks(emitter, run.callbacks),
         emitter.training(epochs=epochs, initial_epoch=initial_epoch, steps=data.steps) as epochs_,
     ):
+        first = True
         for epoch in epochs_:
+            empty = True
             for batch in emitter.batches(data.train.epoch()):
+                empty = False
                 result = train_step(handle.params, handle.opt_state, batch)
                 try:  # before the model is updated: a malformed result changes nothing
                     params, opt_state, logs = result
@@ -309,6 +313,9 @@ def fit(
                 except (TypeError, ValueError) as error:
                     raise _bad_result("train_step", result, 3) from error
                 update(params, opt_state)
+            if empty and first:
+                raise no_batches("fit", "train_data")
+            first = False
             if data.validation is not None and data.validates(epoch):
                 assert eval_step is not None
                 _test_loop(emitter, eval_step, handle, data.validation.epoch())
@@ -353,7 +360,8 @@ def evaluate(
     with attach_callbacks(
         emitter, eval_callbacks(callbacks, emitter, verbose=verbose, adapter="jax")
     ):
-        _test_loop(emitter, eval_step, handle, batches.epoch())
+        if not _test_loop(emitter, eval_step, handle, batches.epoch()):
+            raise no_batches("evaluate", "data")
     return dict(Logs(emitter.test_logs).items())
 
 
@@ -413,15 +421,18 @@ def predict(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _test_loop(emitter: Emitter, eval_step: EvalStep, model: JaxModel, data: Iterable[Any]) -> None:
-    """One evaluation run."""
+def _test_loop(emitter: Emitter, eval_step: EvalStep, model: JaxModel, data: Iterable[Any]) -> int:
+    """One evaluation run; how many batches it had."""
+    count = 0
     with emitter.evaluation(data) as batches:
         for batch in batches:
+            count += 1
             logs = eval_step(model.params, batch)
             try:
                 emitter.log(**logs)
             except TypeError as error:
                 raise _bad_result("eval_step", logs, None) from error
+    return count
 
 
 def _check_model(model: object) -> JaxModel:

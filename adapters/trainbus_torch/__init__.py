@@ -22,6 +22,14 @@ for TensorFlow).
   ``precision``, ``clip_norm``/``clip_value``, ``accumulate`` and ``scheduler``.
 """
 
+try:
+    import torch  # noqa: F401
+except ImportError as error:  # say which extra brings it, not just "No module named 'torch'"
+    raise ImportError(
+        "trainbus_torch needs PyTorch, which is not installed: "
+        "pip install trainbus[torch] (or install torch as its docs say for your platform)"
+    ) from error
+
 from trainbus.fitting import prefer_keras_backend
 
 prefer_keras_backend("torch")

@@ -60,6 +60,7 @@ from trainbus.fitting import (
     data_length,
     eval_callbacks,
     fit_callbacks,
+    no_batches,
 )
 from trainbus.logs import Logs, register_converter
 from trainbus.means import plain_sum, register_reducer
@@ -294,6 +295,7 @@ def fit(
     handle = _as_handle(model, optimizer)
     module = _callable_module(handle)
     stepper = _optimizer_for(handle, optimizer)
+    _check_owns_parameters(stepper, handle.module)
     metric_fns = _check_metrics(metrics)
     data = fit_data(
         _as_tensors(train_data),
@@ -348,10 +350,16 @@ def fit(
             epochs=epochs, initial_epoch=initial_epoch, steps=train_steps
         ) as epoch_indices,
     ):
+        first = True
         for epoch in epoch_indices:
             module.train()
+            empty = True
             for batch in emitter.batches(steps.batches(data.train.epoch()), samples=steps.samples):
+                empty = False
                 emitter.log(**steps.train(batch))
+            if empty and first:
+                raise no_batches("fit", "train_data")
+            first = False
             module.eval()
             if data.validation is not None and data.validates(epoch):
                 with torch.no_grad():
@@ -414,7 +422,8 @@ def evaluate(
         _eval_mode(module),
         torch.no_grad(),
     ):
-        _test_loop(emitter, test_step, batches.epoch())
+        if not _test_loop(emitter, test_step, batches.epoch()):
+            raise no_batches("evaluate", "data")
     return dict(Logs(emitter.test_logs).items())
 
 
@@ -488,11 +497,14 @@ def predict(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _test_loop(emitter: Emitter, test_step: Step, data: Iterable[Any]) -> None:
-    """One evaluation run (call under ``torch.no_grad()``)."""
+def _test_loop(emitter: Emitter, test_step: Step, data: Iterable[Any]) -> int:
+    """One evaluation run (call under ``torch.no_grad()``); how many batches it had."""
+    count = 0
     with emitter.evaluation(data) as batches:
         for batch in batches:
+            count += 1
             emitter.log(**test_step(batch))
+    return count
 
 
 def _compute(module: nn.Module, loss_fn: LossFn, metric_fns: dict[str, MetricFn]) -> Compute:
@@ -648,6 +660,18 @@ def _optimizer_for(handle: Any, optimizer: torch.optim.Optimizer | None) -> torc
         "fit() needs an optimizer: pass a torch.optim.Optimizer as optimizer, or a "
         "TorchModel built with one"
     )
+
+
+def _check_owns_parameters(optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
+    """Refuse an optimizer that steps none of the module's trainable parameters."""
+    trainable = [parameter for parameter in module.parameters() if parameter.requires_grad]
+    owned = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+    if trainable and not any(id(parameter) in owned for parameter in trainable):
+        raise ValueError(
+            f"fit() got an optimizer that owns none of the model's {len(trainable)} trainable "
+            f"parameters, so training would change nothing: expected an optimizer built on "
+            f"model.parameters(), got one over {len(owned)} other tensors (another model's?)"
+        )
 
 
 def _check_metrics(metrics: Mapping[str, MetricFn] | None) -> dict[str, MetricFn]:

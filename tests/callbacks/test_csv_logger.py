@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -56,6 +56,9 @@ def drive(emitter: Any, run: list[dict[str, Any]]) -> None:
 def test_same_bytes_as_keras_through_trainbus_emitters(
     runs: list[list[dict[str, Any]]], separator: str, append: bool, existing: bool
 ) -> None:
+    # Appending to a non-empty file differs on purpose: rows keep the file's columns (Keras
+    # writes each run's own columns under the old header); test_bad_input.py pins it.
+    assume(not (append and (existing or len(runs) > 1)))
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp, "ours.csv"), Path(tmp, "keras.csv")]
         if existing:  # a file from an earlier run (append keeps it, else it is replaced)

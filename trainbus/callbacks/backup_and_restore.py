@@ -116,6 +116,10 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   has no build step). ``model._initial_epoch`` is set back to ``None`` when a
   resumed run ends normally, so a later run starts at its own
   ``initial_epoch``.
+* **A backup past the run's end is an error:** one that resumes at an epoch
+  beyond ``epochs`` (the run was restarted with fewer epochs) raises
+  ``ValueError`` before anything is restored; one that resumes at ``epochs``
+  exactly runs no epoch (Keras silently runs none in both cases).
 
 Example:
     >>> import os, tempfile
@@ -324,6 +328,7 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                 self.model._initial_epoch = None
                 self._set_initial_epoch = False
             return
+        self._check_within_run(metadata)
         self._restore_states(found.states, found.path or self.metadata_path)
         self._restore_rng(found.rng)
         self._generation = metadata["generation"]
@@ -350,6 +355,22 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                     f"{type(error).__name__}: {error} (saved: {states[key]!r}); "
                     f"delete {self.backup_dir!r} to start the run over"
                 ) from error
+
+    def _check_within_run(self, metadata: Mapping[str, Any]) -> None:
+        """Refuse a backup that resumes past this run's last epoch (before anything is restored).
+
+        Resuming at ``epochs`` exactly (the run had finished its epochs, or had
+        stopped) runs no epoch, as Keras's ``fit`` with ``initial_epoch >= epochs``.
+        """
+        epochs = self.params.get("epochs")
+        epoch = metadata["epoch"]
+        if metadata.get("stopped") or not isinstance(epochs, int) or epoch <= epochs:
+            return
+        raise ValueError(
+            f"the backup in {self.backup_dir!r} resumes at epoch {epoch}, past the end of this "
+            f"run: expected epochs >= {epoch}, got epochs={epochs}; raise epochs to go on, or "
+            f"delete the backup (or use another backup_dir) to start over"
+        )
 
     def _warn_if_other_world(self, saved: int, epoch: int, step: int) -> None:
         """Warn once (on the primary) if the backup was made by another number of ranks."""

@@ -17,6 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from trainbus.hooks import default
@@ -41,6 +44,12 @@ class Callback:
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self._model: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and hasattr(init, "raw_function"):  # pydantic's validate_call
+            cls.__init__ = _by_keyword(init)  # type: ignore[method-assign]
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Receive the run parameters (called before ``on_train_begin``)."""
@@ -128,3 +137,26 @@ class Callback:
     @default
     def on_aborted(self, phase: str, error: str, logs: Logs | None = None) -> None:
         """trainbus only: the loop raised during ``phase``; close what you opened."""
+
+
+def _by_keyword(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` (pydantic-validated) called with positional arguments passed by name.
+
+    pydantic names a positional argument by its index (``1``) in a
+    ``ValidationError``; by keyword it names the parameter (``filename``).
+    """
+    signature = inspect.signature(init.raw_function)  # type: ignore[attr-defined]
+    named = [
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ][1:]  # not self
+
+    @functools.wraps(init)
+    def call(self: Any, *args: Any, **kwargs: Any) -> None:
+        if 0 < len(args) <= len(named) and not kwargs.keys() & set(named[: len(args)]):
+            kwargs.update(zip(named, args))
+            args = ()
+        init(self, *args, **kwargs)
+
+    return call

@@ -8,7 +8,9 @@ written, missing ones are ``NA``. Non-string iterables (arrays, lists) are
 written as ``[a, b]`` inside literal double quotes (which the CSV quoting
 then doubles), as Keras does; rows end with ``\\r\\n`` (the ``excel``
 dialect). With ``append=True`` an existing file is continued, with a header
-only if it was empty.
+only if it was empty; its rows keep the file's columns, and a run that logs a
+key the file has no column for is refused with a ``ValueError`` naming the new
+columns (Keras would write rows that do not match the header).
 
 Unlike Keras, which keeps the file open and appends, the whole file (what it
 held before, plus every row so far) is rewritten through
@@ -139,9 +141,11 @@ class CSVLogger(PrimaryWriter, Callback):
         self.keys: list[str] | None = None
         self.append_header = True
         self._data = b""  # the whole file as it should be now
+        self._file_keys: list[str] | None = None  # the columns of the file appended to
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self.keys = None
+        self._file_keys = None
         self._data = b""
         self.append_header = True
         if not self.writes_here:  # another rank of a distributed run: the primary writes
@@ -154,6 +158,8 @@ class CSVLogger(PrimaryWriter, Callback):
             self._data, self.keys = _before_epoch(self._data, resumed, self.sep)
             self._save()
         self.append_header = not self._data
+        if self._data and self.keys is None:  # appending: the rows go under this header
+            self._file_keys = _before_epoch(self._data, -1, self.sep)[1]
         if not existing:
             self._save()  # an empty file now, as Keras's open(filename, "w" or "a") leaves
 
@@ -164,6 +170,8 @@ class CSVLogger(PrimaryWriter, Callback):
             self.keys = sorted(logs.keys())
             if self.keys and not any(key.startswith("val_") for key in self.keys):
                 self.keys.extend([f"val_{key}" for key in self.keys])
+            if self._file_keys is not None:
+                self.keys = self._columns_of_file(self._file_keys, sorted(logs.keys()))
         if not self.writes_here:
             return
         buffer = io.StringIO()
@@ -174,6 +182,21 @@ class CSVLogger(PrimaryWriter, Callback):
         self._writer(buffer).writerow(row)
         self._data += buffer.getvalue().encode("utf-8")
         self._save()
+
+    def _columns_of_file(self, file_keys: list[str], keys: list[str]) -> list[str]:
+        """The appended file's columns, if they hold every key this run's first epoch logged.
+
+        The ``val_`` columns added for a run without validation are not new columns.
+        """
+        new = [key for key in keys if key not in file_keys]
+        if new:
+            self.keys = None  # refused: the next epoch end decides again
+            raise ValueError(
+                f"CSVLogger cannot append to {self.filename!r}: its header has the columns "
+                f"{file_keys}, and this run logs new columns {new}; expected the same log "
+                f"keys as the rows already there: log to another filename, or pass append=False"
+            )
+        return file_keys
 
     def _writer(self, buffer: io.StringIO) -> csv.DictWriter[str]:
         return csv.DictWriter(

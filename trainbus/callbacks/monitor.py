@@ -42,6 +42,10 @@ _MAXIMIZED_SUFFIXES = ("acc", "accuracy", "auc")
 
 def monitor_direction(monitor: str, mode: Mode) -> Direction:
     """Whether ``monitor`` improves by going down (``"min"``) or up (``"max"``)."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if not isinstance(monitor, str):
+        raise TypeError(f"monitor must be a str (a logs key), got {type(monitor).__name__}")
     if mode != "auto":
         return mode
     name = monitor.removeprefix("val_")

@@ -51,9 +51,12 @@ class TerminateOnNaN(Callback):
     Arguments are validated when the callback is built; a bad one raises a
     ``pydantic.ValidationError`` (a ``ValueError``) naming it.
 
-    Differences from Keras: none in behaviour. A loss that is a torch or JAX
-    scalar is converted once, by :class:`~trainbus.Logs` (Keras converts every
-    batch-log value before any callback runs).
+    Differences from Keras: a ``loss`` that is not a scalar (a per-sample
+    vector) raises ``ValueError`` naming its shape (Keras fails with NumPy's
+    "truth value of an array is ambiguous"). Otherwise none in behaviour. A
+    loss that is a torch or JAX scalar is converted once, by
+    :class:`~trainbus.Logs` (Keras converts every batch-log value before any
+    callback runs).
     """
 
     @validate_call
@@ -68,6 +71,12 @@ class TerminateOnNaN(Callback):
         loss = logs.get("loss") if isinstance(logs, Logs) else to_python(logs.get("loss"))
         if loss is None:
             return
+        if type(loss) is not float and np.ndim(loss) != 0:  # a float: the usual loss, no call
+            raise ValueError(
+                f"TerminateOnNaN checks a scalar loss, got logs['loss'] of shape "
+                f"{np.shape(loss)} at batch {batch}: expected one number per batch; log the "
+                f"reduced loss (loss.mean()) as 'loss', per-sample values under another key"
+            )
         if np.isnan(loss) or np.isinf(loss):
             if self.raise_error:
                 raise RuntimeError(

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
+from trainbus.checks import check_mapping
 from trainbus.logs import raw_items
 
 
@@ -56,7 +57,10 @@ TEMPORARY_REFCOUNT = _temporary_refcount()
 
 def copied(logs: Mapping[str, Any]) -> dict[str, Any]:
     """A shallow copy of batch logs, values as stored (a ``Logs``' unread ones unconverted)."""
-    return dict(logs) if type(logs) is dict else dict(raw_items(logs))
+    if type(logs) is dict:
+        return dict(logs)
+    check_mapping("logs", logs)
+    return dict(raw_items(logs))
 
 
 def checked_samples(samples: Any) -> float:

@@ -24,9 +24,18 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any, TypeVar
 
+from trainbus.checks import check_int, check_mapping
 from trainbus.emitter import sync
 from trainbus.emitter.keras_hooks import KerasHooks
-from trainbus.emitter.lifecycle import BATCH_STATES, EPOCH, IDLE, TESTING
+from trainbus.emitter.lifecycle import (
+    BATCH_STATES,
+    DELIVERING,
+    EPOCH,
+    IDLE,
+    TESTING,
+    TRAINING,
+    reentrant_error,
+)
 from trainbus.errors import EventOrderError
 from trainbus.events import TrainBatchEnd
 from trainbus.samples import SampleCounter, counter
@@ -100,6 +109,8 @@ class Emitter(KerasHooks):
             self._pending.update(values)
         elif self._state in (EPOCH, TESTING):
             self._extra_logs.update(values)
+        elif self._state & DELIVERING:
+            raise reentrant_error("log()", self._state, self._batch)
         else:
             raise EventOrderError(
                 f"log() needs an open epoch, evaluation or batch; the emitter is {self.state}"
@@ -130,6 +141,10 @@ class Emitter(KerasHooks):
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+        check_int("initial_epoch", initial_epoch)
+        if steps is not None:
+            check_int("steps", steps)
+        check_mapping("logs", logs)
         self._expect(IDLE, "on_train_begin()")  # out of order: raise before touching the run
         self.params["epochs"] = epochs
         if steps is not None:
@@ -203,7 +218,23 @@ class Emitter(KerasHooks):
             {'loss': 3.6}
         """
         count = counter(samples)
+        _check_data(data, steps)
+        # An iterator made inside an epoch belongs to it; one made before starts with the next.
+        inside = self._state != IDLE and self._state != TRAINING
+        return self._train_batches(data, steps, count, self._train_means if inside else None)
+
+    def _train_batches(
+        self,
+        data: Iterable[T],
+        steps: int | None,
+        count: Callable[[T], float | None] | None,
+        epoch_means: object,
+    ) -> Iterator[T]:
+        """:meth:`batches`' generator, for the epoch whose running means are ``epoch_means``."""
         self._recover_abandoned()
+        if epoch_means is None:
+            epoch_means = self._train_means
+        self._check_same_epoch(epoch_means)
         learn = self.params.get("steps") is None or self._steps_source == "data"
         if learn and self._last == -1 and self._state == EPOCH:
             # Learn this epoch's length from the data, for chunking and for callbacks
@@ -224,9 +255,20 @@ class Emitter(KerasHooks):
                 raise
             if self._resume(token, between=EPOCH):
                 self.on_train_batch_end(index, self._take_pending(), weight)
+            else:  # its batch was closed by another call: the epoch may have ended
+                self._check_same_epoch(epoch_means)
             if self._stops_now(index):
                 break
         self._flush_chunk(TrainBatchEnd)
+
+    def _check_same_epoch(self, epoch_means: object) -> None:
+        """Refuse a training-batch iterator of an epoch that has ended (a stale iterator)."""
+        if self._train_means is not epoch_means:
+            raise EventOrderError(
+                "this batches() iterator belongs to an epoch that has ended: expected a new "
+                "emitter.batches(data) for each epoch, got the old iterator used in epoch "
+                f"{self.epoch} (the emitter is {self.state})"
+            )
 
     def _stops_now(self, index: int) -> bool:
         """Whether the training batches end after batch ``index``.
@@ -270,6 +312,12 @@ class Emitter(KerasHooks):
         are also in :attr:`test_logs`.
         """
         count = counter(samples)
+        _check_data(data, steps)
+        return self._test_run(data, steps, count)
+
+    def _test_run(
+        self, data: Iterable[T], steps: int | None, count: Callable[[T], float | None] | None
+    ) -> Iterator[T]:
         self.on_test_begin(steps=_known_length(data, steps))
         yield from self._run_batches(
             data, steps, self.on_test_batch_begin, self.on_test_batch_end, count
@@ -281,6 +329,10 @@ class Emitter(KerasHooks):
 
         Log the batch's outputs with ``emitter.log(outputs=...)``.
         """
+        _check_data(data, steps)
+        return self._predict_run(data, steps)
+
+    def _predict_run(self, data: Iterable[T], steps: int | None) -> Iterator[T]:
         self.on_predict_begin(steps=_known_length(data, steps))
         yield from self._run_batches(
             data, steps, self.on_predict_batch_begin, self.on_predict_batch_end
@@ -401,6 +453,17 @@ class Emitter(KerasHooks):
         except BaseException as error:
             self.abort(error)
             raise
+
+
+def _check_data(data: object, steps: object) -> None:
+    """Refuse, when the iterator is made, data that is not iterable and a bad ``steps``."""
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be an iterable of batches (a list, a DataLoader, a generator), "
+            f"got {type(data).__name__}: {data!r}"
+        )
+    if steps is not None:
+        check_int("steps", steps)
 
 
 def _take(data: Iterable[T], steps: int | None) -> Iterable[T]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from trainbus import means
 from trainbus.bus import Plan
+from trainbus.checks import check_int, check_keys, check_mapping
 from trainbus.emitter import sync
 from trainbus.emitter.batch_logs import TEMPORARY_REFCOUNT, checked_samples, copied, getrefcount
 from trainbus.emitter.delivery import (
@@ -30,6 +31,7 @@ from trainbus.emitter.delivery import (
     send_batch,
 )
 from trainbus.emitter.lifecycle import (
+    DELIVERING,
     EPOCH,
     IDLE,
     PREDICT_BATCH,
@@ -44,9 +46,11 @@ from trainbus.emitter.lifecycle import (
     epoch_mismatch,
     index_before_open,
     index_not_after,
+    reentrant_error,
 )
 from trainbus.emitter.state import EmitterState, call_if_defined
 from trainbus.emitter.sync import Part
+from trainbus.errors import EventOrderError
 from trainbus.event import EMPTY_LOGS, Event
 from trainbus.events import (
     Aborted,
@@ -67,6 +71,10 @@ from trainbus.events import (
 )
 from trainbus.logs import Logs, copy_logs, raw_items
 
+# The states while a training-batch hook delivers (see lifecycle.DELIVERING).
+TRAIN_BATCH_DELIVERING = TRAIN_BATCH | DELIVERING
+EPOCH_DELIVERING = EPOCH | DELIVERING
+
 
 class KerasHooks(EmitterState):
     """The hook methods of Keras's ``CallbackList``, on an emitter's state."""
@@ -78,28 +86,39 @@ class KerasHooks(EmitterState):
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         """Start training: callbacks get ``set_model``/``set_params``, then ``TrainBegin``."""
         self._expect(IDLE, "on_train_begin()")
+        _check_logs(logs)
         self.stop_training = False
         self.step = 0
         self.epoch_logs = {}
         self._train_last = -1
+        self._last_epoch = -1
         self._prepare_callbacks(training=True)
         self._state = TRAINING
         plan = self._plans[TrainBegin]
         if plan is not None:
-            plan.send(TrainBegin(step=self.step, logs=copy_logs(logs)))
+            self._deliver(plan, TrainBegin(step=self.step, logs=copy_logs(logs)))
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End training; ``logs`` default to the last epoch's logs."""
         self._expect(TRAINING, "on_train_end()")
+        _check_logs(logs)
         self._state = IDLE
         plan = self._plans[TrainEnd]
         if plan is not None:
             final = logs if logs is not None else self.epoch_logs
-            plan.send(TrainEnd(step=self.step, logs=copy_logs(final)))
+            self._deliver(plan, TrainEnd(step=self.step, logs=copy_logs(final)))
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Start epoch ``epoch`` (0-based)."""
         self._expect(TRAINING, f"on_epoch_begin({epoch})")
+        check_int("epoch", epoch)
+        _check_logs(logs)
+        if epoch <= self._last_epoch:
+            raise EventOrderError(
+                f"on_epoch_begin({epoch}) is out of order: epoch indices must increase within "
+                f"a training run, and epoch {self._last_epoch} already ended; expected "
+                f"on_epoch_begin({self._last_epoch + 1}) or later"
+            )
         self.epoch = epoch
         self._state = EPOCH
         self._last = self._train_last = -1
@@ -111,13 +130,14 @@ class KerasHooks(EmitterState):
         self._epoch_first_step = self.step
         plan = self._plans[EpochBegin]
         if plan is not None:
-            plan.send(EpochBegin(step=self.step, logs=copy_logs(logs), epoch=epoch))
+            self._deliver(plan, EpochBegin(step=self.step, logs=copy_logs(logs), epoch=epoch))
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """End the epoch. Its logs: batch means, ``val_`` results, then ``logs``."""
         self._expect(EPOCH, f"on_epoch_end({epoch})")
         if epoch != self.epoch:
             raise epoch_mismatch(epoch, self.epoch)
+        _check_logs(logs)
         self._flush_chunk(TrainBatchEnd)
         epoch_logs = self._train_means.result(f"epoch {epoch}")
         epoch_logs.update(self._val_logs)
@@ -139,10 +159,11 @@ class KerasHooks(EmitterState):
             )
         self.epoch_logs = epoch_logs
         self._new_epoch_means()
+        self._last_epoch = epoch
         self._state = TRAINING
         plan = self._plans[EpochEnd]
         if plan is not None:
-            plan.send(EpochEnd(step=self.step, logs=copy_logs(epoch_logs), epoch=epoch))
+            self._deliver(plan, EpochEnd(step=self.step, logs=copy_logs(epoch_logs), epoch=epoch))
         callbacks = self.bus.callbacks(self)
         if collective is not None:  # S2: one rank's stop stops all; what must agree does
             fingerprints = sync.state_fingerprints(self.model, callbacks)
@@ -189,54 +210,60 @@ class KerasHooks(EmitterState):
         """A training batch starts (events go out once per chunk)."""
         if self._state != EPOCH or batch <= self._last:
             self._bad_batch_begin(EPOCH, "train", batch)
-        self._state = TRAIN_BATCH
         self._batch = batch
         route = self._tbb
         if route is None:  # nobody listens, or inside a chunk
+            self._state = TRAIN_BATCH
             return
-        kind = route.kind
-        plan = route.plan
-        call: Any = None
-        if kind <= TYPED_MANY:  # typed subscribers only
-            event = new_event(
-                TrainBatchBegin,
-                (
-                    self.step,
-                    (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else EMPTY_LOGS,
-                    self.epoch,
-                    batch,
-                    1,
-                ),
-            )
-            try:
-                if kind == TYPED_ONE:
-                    call = plan.calls[0]
-                    call(event)
-                else:
-                    for call in plan.calls:
+        self._state = TRAIN_BATCH_DELIVERING  # a re-entrant call fails every state check
+        try:
+            kind = route.kind
+            plan = route.plan
+            call: Any = None
+            if kind <= TYPED_MANY:  # typed subscribers only
+                event = new_event(
+                    TrainBatchBegin,
+                    (
+                        self.step,
+                        (Logs(logs) if type(logs) is dict else copy_logs(logs))
+                        if logs
+                        else EMPTY_LOGS,
+                        self.epoch,
+                        batch,
+                        1,
+                    ),
+                )
+                try:
+                    if kind == TYPED_ONE:
+                        call = plan.calls[0]
                         call(event)
-            except Exception as error:
-                blame(plan, error, call, TrainBatchBegin, self.epoch, batch)
-                raise
-        elif kind <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
-            hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
-            try:
-                if kind == HOOKS_ONE:
-                    call = plan.calls[0]
-                    call(batch, hook_logs)
-                elif kind == HOOKS_BY_POSITION:
-                    for call in plan.calls:
+                    else:
+                        for call in plan.calls:
+                            call(event)
+                except Exception as error:
+                    blame(plan, error, call, TrainBatchBegin, self.epoch, batch)
+                    raise
+            elif kind <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
+                hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
+                try:
+                    if kind == HOOKS_ONE:
+                        call = plan.calls[0]
                         call(batch, hook_logs)
-                else:
-                    for call in plan.calls:
-                        call(batch, logs=hook_logs)
-            except Exception as error:
-                blame(plan, error, call, TrainBatchBegin, self.epoch, batch)
-                raise
-        elif kind == CHUNK:
-            self._open_train_chunk(batch, logs)
-        else:
-            send_batch(plan, TrainBatchBegin, self.step, self.epoch, batch, 1, logs)
+                    elif kind == HOOKS_BY_POSITION:
+                        for call in plan.calls:
+                            call(batch, hook_logs)
+                    else:
+                        for call in plan.calls:
+                            call(batch, logs=hook_logs)
+                except Exception as error:
+                    blame(plan, error, call, TrainBatchBegin, self.epoch, batch)
+                    raise
+            elif kind == CHUNK:
+                self._open_train_chunk(batch, logs)
+            else:
+                send_batch(plan, TrainBatchBegin, self.step, self.epoch, batch, 1, logs)
+        finally:
+            self._state = TRAIN_BATCH
 
     def on_train_batch_end(
         self, batch: int, logs: Mapping[str, Any] | None = None, samples: float | None = None
@@ -251,72 +278,80 @@ class KerasHooks(EmitterState):
             self._bad_batch_end(TRAIN_BATCH, "train", batch)
         if samples is not None:
             samples = checked_samples(samples)  # before any change: a refused call changes nothing
-        self._state = EPOCH
-        self._last = batch
         if logs:
             # Kept as it is if only this call holds it (a literal, or the iterator API's
             # dict): nobody can change it later. Any other is copied (see batch_logs).
             if type(logs) is not dict or getrefcount(logs) > TEMPORARY_REFCOUNT:
-                logs = copied(logs)
+                logs = copied(logs)  # refuses logs that are not a mapping, changing nothing
             self._train_kept.append(logs)
             if samples is not None:
                 self._train_weights.append(samples)
             if batch >= self._fold_at:  # indices increase: at most FOLD_EVERY kept batches
+                self._state = EPOCH  # the batch has ended even if the fold refuses a value
+                self._last = batch
                 self._train_means.fold()
                 self._fold_at = batch + means.FOLD_EVERY
+        self._last = batch
         route = self._tbe
         if route is None:  # nobody listens (and no chunks)
+            self._state = EPOCH
             self.step += batch - self._batch + 1
             return
-        kind = route.kind
-        if kind == CHUNK:
-            if batch < self._chunk_end:  # inside the chunk: no event, no step yet
-                self._chunk_logs = logs  # the kept dict: the loop's may change
-            else:
-                self._close_train_chunk(batch, logs)
-            return
-        size = batch - self._batch + 1
-        self.step = step = self.step + size
-        plan = route.plan
-        call: Any = None
-        if kind <= TYPED_MANY:  # typed subscribers only
-            event = new_event(
-                TrainBatchEnd,
-                (
-                    step,
-                    (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else EMPTY_LOGS,
-                    self.epoch,
-                    batch,
-                    size,
-                ),
-            )
-            try:
-                if kind == TYPED_ONE:
-                    call = plan.calls[0]
-                    call(event)
+        self._state = EPOCH_DELIVERING  # a re-entrant call fails every state check
+        try:
+            kind = route.kind
+            if kind == CHUNK:
+                if batch < self._chunk_end:  # inside the chunk: no event, no step yet
+                    self._chunk_logs = logs  # the kept dict: the loop's may change
                 else:
-                    for call in plan.calls:
+                    self._close_train_chunk(batch, logs)
+                return
+            size = batch - self._batch + 1
+            self.step = step = self.step + size
+            plan = route.plan
+            call: Any = None
+            if kind <= TYPED_MANY:  # typed subscribers only
+                event = new_event(
+                    TrainBatchEnd,
+                    (
+                        step,
+                        (Logs(logs) if type(logs) is dict else copy_logs(logs))
+                        if logs
+                        else EMPTY_LOGS,
+                        self.epoch,
+                        batch,
+                        size,
+                    ),
+                )
+                try:
+                    if kind == TYPED_ONE:
+                        call = plan.calls[0]
                         call(event)
-            except Exception as error:
-                blame(plan, error, call, TrainBatchEnd, self.epoch, batch)
-                raise
-        elif kind <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
-            hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
-            try:
-                if kind == HOOKS_ONE:
-                    call = plan.calls[0]
-                    call(batch, hook_logs)
-                elif kind == HOOKS_BY_POSITION:
-                    for call in plan.calls:
+                    else:
+                        for call in plan.calls:
+                            call(event)
+                except Exception as error:
+                    blame(plan, error, call, TrainBatchEnd, self.epoch, batch)
+                    raise
+            elif kind <= HOOKS_BY_KEYWORD:  # Keras-style hooks only
+                hook_logs = (Logs(logs) if type(logs) is dict else copy_logs(logs)) if logs else {}
+                try:
+                    if kind == HOOKS_ONE:
+                        call = plan.calls[0]
                         call(batch, hook_logs)
-                else:
-                    for call in plan.calls:
-                        call(batch, logs=hook_logs)
-            except Exception as error:
-                blame(plan, error, call, TrainBatchEnd, self.epoch, batch)
-                raise
-        else:
-            send_batch(plan, TrainBatchEnd, step, self.epoch, batch, size, logs)
+                    elif kind == HOOKS_BY_POSITION:
+                        for call in plan.calls:
+                            call(batch, hook_logs)
+                    else:
+                        for call in plan.calls:
+                            call(batch, logs=hook_logs)
+                except Exception as error:
+                    blame(plan, error, call, TrainBatchEnd, self.epoch, batch)
+                    raise
+            else:
+                send_batch(plan, TrainBatchEnd, step, self.epoch, batch, size, logs)
+        finally:
+            self._state = EPOCH
 
     def _open_train_chunk(self, batch: int, logs: Mapping[str, Any] | None) -> None:
         """Open a ``steps_per_execution`` chunk at ``batch`` and send its begin event."""
@@ -335,7 +370,7 @@ class KerasHooks(EmitterState):
         plan = self._plans[TrainBatchBegin]
         if plan is not None:
             size = self._chunk_size(batch)
-            send_batch(plan, TrainBatchBegin, self.step, self.epoch, batch, size, logs)
+            self._deliver_batch(plan, TrainBatchBegin, self.step, self.epoch, batch, size, logs)
 
     def _close_train_chunk(self, batch: int, logs: Mapping[str, Any] | None) -> None:
         """Close the open chunk at ``batch`` (at or past ``_chunk_end``) if it ends there."""
@@ -349,7 +384,7 @@ class KerasHooks(EmitterState):
         self.step += size
         plan = self._plans[TrainBatchEnd]
         if plan is not None:
-            send_batch(plan, TrainBatchEnd, self.step, self.epoch, batch, size, logs)
+            self._deliver_batch(plan, TrainBatchEnd, self.step, self.epoch, batch, size, logs)
 
     def on_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Alias of :meth:`on_train_batch_begin` (Keras's backwards-compatible name)."""
@@ -368,10 +403,11 @@ class KerasHooks(EmitterState):
 
         ``steps`` (the number of batches, if known) sizes the last chunk.
         """
+        _check_logs(logs)
         self._enter_run(TESTING, "on_test_begin()", steps)
         plan = self._plans[TestBegin]
         if plan is not None:
-            plan.send(TestBegin(step=self.step, logs=copy_logs(logs)))
+            self._deliver(plan, TestBegin(step=self.step, logs=copy_logs(logs)))
 
     def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End evaluating. Results: test batch means, then ``logs``.
@@ -379,6 +415,7 @@ class KerasHooks(EmitterState):
         Inside an epoch they also go into the epoch logs with a ``val_`` prefix.
         """
         self._expect(TESTING, "on_test_end()")
+        _check_logs(logs)
         self._flush_chunk(TestBatchEnd)
         run_means = self._means
         results = run_means.result("the evaluation")
@@ -400,7 +437,7 @@ class KerasHooks(EmitterState):
             self._val_parts = {f"val_{key}": part for key, part in parts.items()}
         plan = self._plans[TestEnd]
         if plan is not None:
-            plan.send(TestEnd(step=self.step, logs=copy_logs(results)))
+            self._deliver(plan, TestEnd(step=self.step, logs=copy_logs(results)))
 
     def on_test_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """An evaluation batch starts."""
@@ -428,19 +465,21 @@ class KerasHooks(EmitterState):
         self, logs: Mapping[str, Any] | None = None, *, steps: int | None = None
     ) -> None:
         """Start predicting; ``steps`` as for :meth:`on_test_begin`."""
+        _check_logs(logs)
         self._enter_run(PREDICTING, "on_predict_begin()", steps)
         plan = self._plans[PredictBegin]
         if plan is not None:
-            plan.send(PredictBegin(step=self.step, logs=copy_logs(logs)))
+            self._deliver(plan, PredictBegin(step=self.step, logs=copy_logs(logs)))
 
     def on_predict_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """End predicting."""
         self._expect(PREDICTING, "on_predict_end()")
+        _check_logs(logs)
         self._flush_chunk(PredictBatchEnd)
         self._end_run()
         plan = self._plans[PredictEnd]
         if plan is not None:
-            plan.send(PredictEnd(step=self.step, logs=copy_logs(logs)))
+            self._deliver(plan, PredictEnd(step=self.step, logs=copy_logs(logs)))
 
     def on_predict_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """A prediction batch starts."""
@@ -478,13 +517,16 @@ class KerasHooks(EmitterState):
             text = f"{type(error).__name__}: {error}"
             # Training: the last complete epoch's logs; a standalone run has none of its own.
             logs = copy_logs(self.epoch_logs if phase == "train" else None)
-            plan.send(Aborted(step=self.step, logs=logs, phase=phase, error=text))
+            self._deliver(plan, Aborted(step=self.step, logs=logs, phase=phase, error=text))
 
     # -- what the hooks share -------------------------------------------------------------
 
     def _expect(self, state: int, call: str) -> None:
-        if self._state != state and not (self._recover_abandoned() and self._state == state):
-            raise self._order_error(call)
+        if self._state != state:
+            if self._state & DELIVERING:
+                raise reentrant_error(call, self._state, self._batch)
+            if not (self._recover_abandoned() and self._state == state):
+                raise self._order_error(call)
 
     def _recover_abandoned(self) -> bool:
         """Close a batch whose iterator wrapper the loop left (``break``); True if one was."""
@@ -504,6 +546,10 @@ class KerasHooks(EmitterState):
 
     def _enter_run(self, state: int, call: str, steps: int | None) -> None:
         """Begin an evaluation or prediction run, closing an open training chunk first."""
+        if self._state & DELIVERING:
+            raise reentrant_error(call, self._state, self._batch)
+        if steps is not None:
+            check_int("steps", steps)
         self._recover_abandoned()
         if self._state == EPOCH:
             self._flush_chunk(TrainBatchEnd)
@@ -523,7 +569,7 @@ class KerasHooks(EmitterState):
             size = self._chunk_size(batch)
         plan = self._plans[cls]
         if plan is not None:
-            send_batch(plan, cls, self.step, self.epoch, batch, size, logs)
+            self._deliver_batch(plan, cls, self.step, self.epoch, batch, size, logs)
 
     def _close_batch(self, state: int, batch: int, cls: type[Event], logs: Any) -> None:
         """Close a test or predict batch, and send its end event (once per chunk)."""
@@ -539,7 +585,7 @@ class KerasHooks(EmitterState):
             first = self._batch
         plan = self._plans[cls]
         if plan is not None:
-            send_batch(plan, cls, self.step, self.epoch, batch, batch - first + 1, logs)
+            self._deliver_batch(plan, cls, self.step, self.epoch, batch, batch - first + 1, logs)
 
     def _flush_chunk(self, cls: type[Event]) -> None:
         """Close an open chunk at the last batch that ran (the clamped end)."""
@@ -553,10 +599,15 @@ class KerasHooks(EmitterState):
             self.step += size
         plan: Plan | None = self._plans[cls]
         if plan is not None:
-            send_batch(plan, cls, self.step, self.epoch, self._last, size, self._chunk_logs)
+            self._deliver_batch(
+                plan, cls, self.step, self.epoch, self._last, size, self._chunk_logs
+            )
 
     def _bad_batch_begin(self, state: int, phase: str, batch: int) -> None:
         """A batch-begin call that failed the fast check: recover a left batch, or raise."""
+        if self._state & DELIVERING:
+            raise reentrant_error(f"on_{phase}_batch_begin({batch})", self._state, self._batch)
+        check_int("batch", batch, minimum=None)
         if self._recover_abandoned() and self._state == state and batch > self._last:
             return
         if self._state == state:
@@ -565,6 +616,16 @@ class KerasHooks(EmitterState):
 
     def _bad_batch_end(self, state: int, phase: str, batch: int) -> None:
         """A batch-end call that failed the fast check: raise the error that says why."""
+        if self._state & DELIVERING:
+            raise reentrant_error(f"on_{phase}_batch_end({batch})", self._state, self._batch)
+        check_int("batch", batch, minimum=None)
         if self._state == state:
             raise index_before_open(phase, batch, self._batch)
         raise self._order_error(f"on_{phase}_batch_end({batch})")
+
+
+def _check_logs(logs: object) -> None:
+    """Refuse ``logs`` that are not a mapping with str keys (the hooks called once a run)."""
+    if logs is not None:
+        check_mapping("logs", logs)
+        check_keys("logs", logs)  # type: ignore[arg-type]

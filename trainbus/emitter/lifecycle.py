@@ -20,6 +20,14 @@ from trainbus.errors import EventOrderError
 
 IDLE, TRAINING, EPOCH, TRAIN_BATCH, TESTING, TEST_BATCH, PREDICTING, PREDICT_BATCH = range(8)
 
+DELIVERING = 8
+"""Added to the state while the emitter delivers an event to its subscribers.
+
+No state check passes with it, so a hook method called from inside a
+subscriber of the same emitter (a re-entrant call) takes the slow path, which
+raises :func:`reentrant_error`; the hot path pays one store per delivery.
+"""
+
 TRAIN_STATES = frozenset({TRAINING, EPOCH, TRAIN_BATCH})
 TEST_STATES = frozenset({TESTING, TEST_BATCH})
 PREDICT_STATES = frozenset({PREDICTING, PREDICT_BATCH})
@@ -45,11 +53,14 @@ _STATE_TEXT = {
 
 def describe(state: int, batch: int) -> str:
     """Where an emitter in ``state`` is, in words (``batch``: the open batch's index)."""
-    return _STATE_TEXT[state][0].format(batch=batch)
+    text = _STATE_TEXT[state & ~DELIVERING][0].format(batch=batch)
+    return f"{text}, delivering an event" if state & DELIVERING else text
 
 
 def order_error(call: str, state: int, *, batch: int, chunk_open: bool) -> EventOrderError:
     """The error for ``call`` made in ``state``: where the emitter is and what it expected."""
+    if state & DELIVERING:
+        return reentrant_error(call, state, batch)
     expected = _STATE_TEXT[state][1]
     if chunk_open and state in RUN_STATES:
         expected += " (a steps_per_execution chunk is open)"
@@ -80,4 +91,15 @@ def epoch_mismatch(epoch: int, open_epoch: int) -> EventOrderError:
     """``on_epoch_end(epoch)`` while epoch ``open_epoch`` is open."""
     return EventOrderError(
         f"on_epoch_end({epoch}) does not match the open epoch: expected on_epoch_end({open_epoch})"
+    )
+
+
+def reentrant_error(call: str, state: int, batch: int) -> EventOrderError:
+    """``call`` came from inside a subscriber while the emitter was delivering an event."""
+    return EventOrderError(
+        f"{call} is a re-entrant call: it was made from inside a subscriber (or callback) "
+        f"of this emitter while it was delivering an event "
+        f"({describe(state & ~DELIVERING, batch)}); expected the training loop to drive "
+        f"the emitter, never its own subscribers (set model.stop_training to stop, or "
+        f"use another Emitter)"
     )

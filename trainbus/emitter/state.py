@@ -17,6 +17,7 @@ from trainbus.bus import Bus, Plan
 from trainbus.distributed import Collective, check_collective, detect
 from trainbus.emitter import delivery, sync
 from trainbus.emitter.lifecycle import (
+    DELIVERING,
     IDLE,
     PREDICT_STATES,
     TEST_STATES,
@@ -28,7 +29,7 @@ from trainbus.errors import EventOrderError
 from trainbus.event import Event
 from trainbus.events import TrainBatchBegin, TrainBatchEnd
 from trainbus.means import RunningMeans
-from trainbus.model import NullModel
+from trainbus.model import NullModel, check_model
 
 _default_bus: Bus | None = None
 
@@ -60,6 +61,7 @@ class EmitterState:
         "_extra_logs_outer",
         "_fold_at",
         "_last",
+        "_last_epoch",
         "_means",
         "_open_iterator",
         "_outer",
@@ -121,6 +123,11 @@ class EmitterState:
             )
         if not isinstance(sync_logs, bool):
             raise TypeError(f"sync_logs must be True or False, got {sync_logs!r}")
+        if bus is not None and not isinstance(bus, Bus):
+            raise TypeError(
+                f"bus must be a trainbus.Bus or None, got {type(bus).__name__}: {bus!r}"
+            )
+        check_model(model)
         self.bus = bus if bus is not None else default_bus()
         self.steps_per_execution = steps_per_execution
         self._chunked = steps_per_execution > 1
@@ -136,6 +143,7 @@ class EmitterState:
         self._batch = -1  # index of the open batch
         self._last = -1  # last batch index that ended in the current phase
         self._train_last = -1  # the train phase's, kept across a validation run
+        self._last_epoch = -1  # the last epoch that ended in this training run
         self._chunk_first: int | None = None  # first index of the open chunk
         self._chunk_end = -1  # with a train chunk open: the index its end is due at
         self._chunk_logs: Any = None  # the open chunk's latest batch logs
@@ -197,12 +205,15 @@ class EmitterState:
 
     def set_model(self, model: Any) -> None:
         """Use ``model`` (a :class:`~trainbus.ModelHandle`) from now on, callbacks included."""
+        check_model(model)
         self.model = model if model is not None else NullModel()
         for callback in self.bus.callbacks(self):
             call_if_defined(callback, "set_model", self.model)
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Update the run parameters callbacks see as ``self.params``."""
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping such as {{'epochs': 10}}, got {params!r}")
         self.params.update(params)
         if "steps" in params:
             self._steps_source = None
@@ -288,6 +299,26 @@ class EmitterState:
         if training:
             for callback in callbacks:
                 call_if_defined(callback, "set_emitter", self)
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def _deliver(self, plan: Plan, event: Event) -> None:
+        """Send ``event`` through ``plan``; a hook called from a subscriber meanwhile raises."""
+        state = self._state
+        self._state = state | DELIVERING
+        try:
+            plan.send(event)
+        finally:
+            self._state = state
+
+    def _deliver_batch(self, plan: Plan, cls: type[Event], *fields: Any) -> None:
+        """:func:`~trainbus.emitter.delivery.send_batch`, refusing re-entrant calls meanwhile."""
+        state = self._state
+        self._state = state | DELIVERING
+        try:
+            delivery.send_batch(plan, cls, *fields)
+        finally:
+            self._state = state
 
     # -- order --------------------------------------------------------------------------
 
