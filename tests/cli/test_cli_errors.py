@@ -6,7 +6,8 @@ import gzip
 from pathlib import Path
 
 import pytest
-from conftest import Cli, Recorded, assert_one_line_error
+
+from .conftest import Cli, Recorded, assert_one_line_error
 
 COMMANDS_ON_A_FILE = [
     ("show",),

@@ -6,8 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import Cli, Recorded, assert_one_line_error
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from .conftest import Cli, Recorded, assert_one_line_error
 
 
 def test_the_csv_holds_one_row_per_epoch_equal_to_the_live_history(

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Cli, Recorded, assert_one_line_error
 
 from trainbus.callbacks import (
     EarlyStopping,
@@ -16,6 +15,8 @@ from trainbus.callbacks import (
 )
 from trainbus.cli.spec import SpecError, StepSchedule, parse_callback
 from trainbus.replay import replay
+
+from .conftest import Cli, Recorded, assert_one_line_error
 
 
 def replay_json(cli: Cli, path: Path, *specs: str) -> dict:

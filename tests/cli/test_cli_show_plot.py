@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
-from conftest import ROOT, Cli, Recorded, run_cli
 from PIL import Image
 
 from trainbus.event_log import read_events
 from trainbus.look import load_run
+
+from .conftest import ROOT, Cli, Recorded, run_cli
 
 COMMANDS = ("show", "plot", "replay", "tail", "export")
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import ROOT, Cli, Recorded
+from .conftest import ROOT, Cli, Recorded
 
 
 def test_no_follow_prints_every_epoch_there_and_the_end(cli: Cli, recorded: Recorded) -> None:
