@@ -210,6 +210,9 @@ class Emitter(KerasHooks):
             # that read params["steps"] (progress bars), as Keras fills it.
             self._run_steps = self.params["steps"] = _known_length(data, steps)
             self._steps_source = "data"
+        # Known since the run began, so chosen once here: alone, the per-batch stop check
+        # is one attribute read (the long check, _stops_now, agrees with the other ranks).
+        alone = self._synced() is None
         token = object()
         for item in _take(data, steps):
             index = self._last + 1
@@ -222,9 +225,16 @@ class Emitter(KerasHooks):
                 if self._open_iterator is token:  # not closed by a later call already
                     self._abandoned = True
                 raise
-            if self._resume(token, between=EPOCH):
+            if self._open_iterator is token:  # the usual case of _resume: the batch is open
+                self._open_iterator = None
+                # Not held in a local: the hook keeps a dict only the call holds without a copy.
                 self.on_train_batch_end(index, self._take_pending(), weight)
-            if self._stops_now(index):
+            else:
+                self._resume(token, between=EPOCH)  # closed early, or raises
+            if alone:
+                if self.model.stop_training and self._chunk_first is None:
+                    break
+            elif self._stops_now(index):
                 break
         self._flush_chunk(TrainBatchEnd)
 

@@ -249,8 +249,12 @@ class KerasHooks(EmitterState):
         """
         if self._state != TRAIN_BATCH or batch < self._batch:
             self._bad_batch_end(TRAIN_BATCH, "train", batch)
-        if samples is not None:
-            samples = checked_samples(samples)  # before any change: a refused call changes nothing
+        if samples is not None:  # checked before any change: a refused call changes nothing
+            counted = type(samples)
+            if (counted is int or counted is float) and samples > 0:  # the usual count, inline
+                samples = float(samples)
+            else:
+                samples = checked_samples(samples)
         self._state = EPOCH
         self._last = batch
         if logs:
