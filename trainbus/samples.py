@@ -55,6 +55,8 @@ def sample_count(batch: Any) -> int | None:
         inputs = batch[0]
         shape = getattr(inputs, "shape", None)
         if shape is not None:
+            if shape and shape[0]:  # an array with rows: the usual batch, no further call
+                return int(shape[0])
             return _leading(shape, "its first array")
         if 2 <= len(batch) <= 3:
             shape = getattr(batch[1], "shape", None)

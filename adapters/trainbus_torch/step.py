@@ -157,6 +157,10 @@ class TrainSteps:
             ``GradScaler``.
         scaler: The ``GradScaler`` of ``precision="fp16"``, else ``None``.
         builtin: The built-in steps, for the handle's default methods.
+
+    ``pair_loss`` is ``fit``'s loss function when a batch's logs are its loss
+    alone (no metrics) and ``device`` the module's: with the plain options and
+    the built-in step, ``train`` is then :func:`straight_step`.
     """
 
     def __init__(
@@ -169,6 +173,8 @@ class TrainSteps:
         options: StepOptions,
         *,
         validates: bool = True,
+        pair_loss: Callable[[Any, Any], torch.Tensor] | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.options = options
         _check_monitor(options, validates)
@@ -194,6 +200,13 @@ class TrainSteps:
             else builtin_train,
             move,
         )
+        if (
+            pair_loss is not None
+            and device is not None
+            and options.plain
+            and not overrides(handle, "train_step")
+        ):
+            one = straight_step(module, optimizer, pair_loss, device, otherwise=one)
         self.samples: Callable[[Any], int | None] = sample_count
         if options.accumulate > 1:
             one = _over_groups(one, position)
@@ -330,6 +343,57 @@ def _builtin_train(
         return logs
 
     return step
+
+
+def straight_step(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    device: torch.device,
+    *,
+    otherwise: Step,
+) -> Step:
+    """The plain training step of the usual batch, in one function; ``otherwise`` for the rest.
+
+    ``fit`` chooses it once, before the loop, when no option, metric or
+    ``train_step`` override is in play. A batch that is an ``(inputs, targets)``
+    tuple of tensors already on ``device`` then takes forward, loss,
+    ``zero_grad``, ``backward`` and ``step`` here, with nothing to move, split or
+    merge: what the general path (``otherwise``: move, split, forward, loss,
+    metrics, the same optimizer calls) does for it, without its six nested
+    calls and three dicts per batch. Any other batch goes to ``otherwise``.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 1)
+        >>> sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> def general(batch):
+        ...     raise AssertionError("not the usual batch")
+        >>> step = straight_step(net, sgd, torch.nn.functional.mse_loss, torch.device("cpu"),
+        ...                      otherwise=general)
+        >>> logs = step((torch.randn(4, 3), torch.randn(4, 1)))
+        >>> sorted(logs), logs["loss"].requires_grad
+        (['loss'], False)
+    """
+    tensor = torch.Tensor
+
+    def straight(batch: Any) -> Mapping[str, Any]:
+        if type(batch) is tuple and len(batch) == 2:
+            inputs, targets = batch
+            if (
+                type(inputs) is tensor
+                and type(targets) is tensor
+                and inputs.device == device
+                and targets.device == device
+            ):
+                loss = loss_fn(module(inputs), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                return {"loss": loss.detach()}
+        return otherwise(batch)
+
+    return straight
 
 
 # -- wrappers chosen once ------------------------------------------------------------------
@@ -478,4 +542,5 @@ __all__ = [
     "micro_batches",
     "overrides",
     "prediction_step",
+    "straight_step",
 ]

@@ -38,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,7 +46,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
 
 from trainbus.bus import Bus
 from trainbus.data import eval_data, fit_data, predict_data, unpack_batch
@@ -64,6 +62,7 @@ from trainbus.fitting import (
 )
 from trainbus.logs import Logs, register_converter
 from trainbus.means import plain_sum, register_reducer
+from trainbus_torch.device import mover, same_tuple
 from trainbus_torch.step import (
     BuiltinSteps,
     Compute,
@@ -324,10 +323,11 @@ def fit(
         scheduler_interval=scheduler_interval,
         scheduler_monitor=scheduler_monitor,
     )
-    move = functools.partial(_to_device, device=device)
+    move = mover(device)
     steps = TrainSteps(
         handle, module, stepper, _compute(module, loss_fn, metric_fns), move, options,
         validates=data.validation is not None,
+        pair_loss=None if metric_fns else loss_fn, device=device,
     )  # fmt: skip
     train_steps = steps.length(data.steps)
     # BackupAndRestore saves and restores the data order's generators through the handle.
@@ -399,7 +399,7 @@ def evaluate(
     module = _callable_module(handle)
     metric_fns = _check_metrics(metrics)
     device = _module_device(module)
-    move = functools.partial(_to_device, device=device)
+    move = mover(device)
     test_step, builtin = eval_step(handle, _compute(module, loss_fn, metric_fns), move)
     batches = eval_data(
         _as_tensors(data),
@@ -464,7 +464,7 @@ def predict(
     handle = _as_handle(model, None)
     module = _callable_module(handle)
     device = _module_device(module)
-    move = functools.partial(_to_device, device=device)
+    move = mover(device)
     overridden = prediction_step(handle, move)
     emitter = Emitter(
         bus,
@@ -486,7 +486,7 @@ def predict(
             if overridden is not None:
                 outputs = overridden(batch)
             else:
-                outputs = _forward(module, _to_device(_inputs_of(batch), device))
+                outputs = _forward(module, move(_inputs_of(batch)))
             emitter.log(outputs=outputs)
             collected.append(outputs)
     if not collected:
@@ -725,28 +725,6 @@ def _module_device(module: nn.Module) -> torch.device | None:
     return None
 
 
-def _to_device(value: Any, device: torch.device | None) -> Any:
-    if device is None:
-        return value
-    if isinstance(value, torch.Tensor):
-        return value if value.device == device else value.to(device, non_blocking=True)
-    if isinstance(value, PackedSequence):  # its batch_sizes must stay on the CPU
-        return value.to(device)  # type: ignore[arg-type]  # its stub lacks the device form
-    if isinstance(value, tuple):
-        return _same_tuple(value, (_to_device(item, device) for item in value))
-    if isinstance(value, list):
-        return [_to_device(item, device) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    return value
-
-
-def _same_tuple(like: tuple[Any, ...], items: Iterable[Any]) -> tuple[Any, ...]:
-    """``items`` as a tuple of ``like``'s type: a named tuple stays one."""
-    make = getattr(type(like), "_make", None)
-    return make(items) if make is not None else tuple(items)
-
-
 def _concat(parts: Sequence[Any]) -> Any:
     first = parts[0]
     if isinstance(first, torch.Tensor):
@@ -754,7 +732,7 @@ def _concat(parts: Sequence[Any]) -> Any:
     if isinstance(first, Mapping):
         return {key: _concat([part[key] for part in parts]) for key in first}
     if isinstance(first, tuple):
-        return _same_tuple(first, (_concat([part[i] for part in parts]) for i in range(len(first))))
+        return same_tuple(first, (_concat([part[i] for part in parts]) for i in range(len(first))))
     if isinstance(first, list):
         return [_concat([part[i] for part in parts]) for i in range(len(first))]
     if isinstance(first, np.ndarray):
