@@ -200,15 +200,11 @@ class _KeyTotal:
         return self.total / self.weight
 
 
-def _shape(value: Any) -> tuple[int, ...]:
-    return tuple(getattr(value, "shape", ()))
-
-
 def _check_shapes(key: str, values: list[Any], total: Any) -> None:
     """Refuse a key whose batch values (or the sum so far) differ in shape: no broadcasting."""
-    shapes = {_shape(value) for value in values}
+    shapes = {tuple(getattr(value, "shape", ())) for value in values}
     if total is not None:
-        shapes.add(_shape(total))
+        shapes.add(tuple(getattr(total, "shape", ())))
     if len(shapes) > 1:
         raise ValueError(
             f"cannot average the batch values logged as {key!r}: expected one shape for every "

@@ -241,6 +241,8 @@ class Emitter(KerasHooks):
             # that read params["steps"] (progress bars), as Keras fills it.
             self._run_steps = self.params["steps"] = _known_length(data, steps)
             self._steps_source = "data"
+        # Known since the run began: alone, the stop check is one attribute read a batch.
+        alone = self._synced() is None
         token = object()
         for item in _take(data, steps):
             index = self._last + 1
@@ -253,11 +255,16 @@ class Emitter(KerasHooks):
                 if self._open_iterator is token:  # not closed by a later call already
                     self._abandoned = True
                 raise
-            if self._resume(token, between=EPOCH):
+            if self._open_iterator is token:  # the usual case: its batch is still open
+                self._open_iterator = None
                 self.on_train_batch_end(index, self._take_pending(), weight)
-            else:  # its batch was closed by another call: the epoch may have ended
+            else:  # closed by another call (or raises): the epoch may have ended
+                self._resume(token, between=EPOCH)
                 self._check_same_epoch(epoch_means)
-            if self._stops_now(index):
+            if alone:  # as _stops_now decides for one rank
+                if self.model.stop_training and self._chunk_first is None:
+                    break
+            elif self._stops_now(index):
                 break
         self._flush_chunk(TrainBatchEnd)
 
