@@ -371,6 +371,25 @@ def test_a_saved_callback_state_that_cannot_be_loaded_names_the_backup_and_the_k
     assert "'many'" in text
 
 
+def test_double_checkpoint_falls_back_when_a_newest_callback_state_cannot_be_loaded(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "b"
+    crash(BackupAndRestore(folder, double_checkpoint=True), 3)
+    meta = metadata(folder)
+    key = next(key for key in meta["states"] if key.startswith("EarlyStopping"))
+    meta["states"][key]["wait"] = "many"
+    (folder / METADATA_NAME).write_text(json.dumps(meta))
+    backup = BackupAndRestore(folder, double_checkpoint=True)
+    with pytest.warns(UserWarning, match="restoring the previous backup") as warned:
+        model, ran, (stopping,) = train(backup, epochs=4)
+    assert key in str(warned[0].message)
+    assert backup.restored_epoch == 2
+    assert ran == [2, 3]
+    assert model.params["w"].tolist() == [12, 12]  # the previous backup's 6, then two epochs
+    assert isinstance(stopping.wait, int)
+
+
 def test_leftovers_of_a_crash_are_removed(tmp_path: Path) -> None:
     folder = tmp_path / "b"
     crash(BackupAndRestore(folder), 2)

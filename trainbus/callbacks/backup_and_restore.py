@@ -96,8 +96,9 @@ Deliberate differences from Keras 3 (``keras.callbacks.BackupAndRestore``):
   the learning rate), not ``save_weights``; Keras's ``latest.weights.h5`` is
   replaced by generation-numbered files (see above).
 * **A corrupt backup is an error,** :class:`CorruptBackupError` (a
-  ``ValueError``) naming the file, unless ``double_checkpoint`` has an older
-  backup that loads; it is never silently ignored. Keras falls back only on
+  ``ValueError``) naming the file (or the callback state that does not
+  load), unless ``double_checkpoint`` has an older backup that loads; it is
+  never silently ignored. Keras falls back only on
   an ``OSError`` from the weights.
 * **Only the backup's own files are deleted** at the end of a run (its
   metadata, model, arrays and temporary files, recognised by name), then
@@ -329,7 +330,16 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                 self._set_initial_epoch = False
             return
         self._check_within_run(metadata)
-        self._restore_states(found.states, found.path or self.metadata_path)
+        try:
+            self._restore_states(found.states, found.path or self.metadata_path)
+        except CorruptBackupError as error:  # the latest's states: the previous backup, if kept
+            if found.path == self._previous_path or not self._from_primary(self._has_previous):
+                raise
+            found = self._load_previous(error)
+            metadata = self._committed = found.metadata
+            assert metadata is not None  # _load_previous refuses a backup without one
+            self._check_within_run(metadata)
+            self._restore_states(found.states, self._previous_path)
         self._restore_rng(found.rng)
         self._generation = metadata["generation"]
         step = metadata.get("step", 0)
@@ -419,12 +429,8 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
         what it read), so every rank takes the same branch.
         """
         latest = self.metadata_path
-        previous = latest + PREVIOUS_SUFFIX
         read, has_previous = self._from_primary(
-            lambda: (
-                self._read_backup(latest),
-                self.double_checkpoint and os.path.exists(previous),
-            )
+            lambda: (self._read_backup(latest), self._has_previous())
         )
         try:
             if read.error is not None:
@@ -433,18 +439,30 @@ class BackupAndRestore(BatchSaveCounter, PrimaryWriter, Callback):
                 self._load_model(latest, read.metadata)
             elif has_previous:
                 raise CorruptBackupError(
-                    f"backup metadata {latest!r} is missing but {previous!r} exists"
+                    f"backup metadata {latest!r} is missing but {self._previous_path!r} exists"
                 )
             return read if read.metadata is not None else None
         except CorruptBackupError as error:
             if not has_previous:
                 raise
-            if self.writes_here:
-                warnings.warn(
-                    f"{error}; restoring the previous backup, {previous!r}",
-                    UserWarning,
-                    stacklevel=3,
-                )
+            return self._load_previous(error)
+
+    @property
+    def _previous_path(self) -> str:
+        """The metadata of the backup before the latest (kept with ``double_checkpoint``)."""
+        return self.metadata_path + PREVIOUS_SUFFIX
+
+    def _has_previous(self) -> bool:
+        """Whether a previous backup is kept to fall back on (read on the primary)."""
+        return self.double_checkpoint and os.path.exists(self._previous_path)
+
+    def _load_previous(self, error: CorruptBackupError) -> _Read:
+        """The latest backup failed with ``error``: say so, and load the previous one instead."""
+        previous = self._previous_path
+        if self.writes_here:
+            warnings.warn(
+                f"{error}; restoring the previous backup, {previous!r}", UserWarning, stacklevel=4
+            )
         read = self._from_primary(lambda: self._read_backup(previous))
         if read.error is not None:
             raise CorruptBackupError(read.error)
