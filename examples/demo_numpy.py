@@ -36,6 +36,7 @@ from trainbus.callbacks import (
     ProgbarLogger,
     ReduceLROnPlateau,
 )
+from trainbus.cli import shell_command
 from trainbus.event_log import EventLog
 from trainbus.numpy_model import NumpyModel
 
@@ -174,8 +175,9 @@ def main(argv: list[str] | None = None) -> Result:
     print(f"outputs in {args.out}/: best.npz (best val_accuracy), epochs.csv (epoch logs)")
     event_log.close()
     print(f"event log: {run_log}; look at the run with the trainbus command line:")
-    print(f"  trainbus show {run_log}")
-    print(f"  trainbus plot {run_log} -o {args.out / 'curves.png'}")
+    trainbus = shell_command()  # `trainbus`, or `.venv/bin/trainbus` outside the venv
+    print(f"  {trainbus} show {run_log}")
+    print(f"  {trainbus} plot {run_log} -o {args.out / 'curves.png'}")
     return Result(counts, epochs_run, stopped, val_accuracy, args.out)
 
 

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 from trainbus import Bus, EpochEnd
 from trainbus.callbacks import CSVLogger, ModelCheckpoint, ReduceLROnPlateau
+from trainbus.cli import shell_command
 from trainbus.event_log import EventLog
 from trainbus_torch import TorchModel, evaluate, fit
 
@@ -154,8 +155,9 @@ def main(argv: list[str] | None = None) -> Result:
     print(f"epoch logs: {args.out / 'epochs.csv'}")
     event_log.close()
     print(f"event log: {run_log}; look at the run with the trainbus command line:")
-    print(f"  trainbus show {run_log}")
-    print(f"  trainbus plot {run_log} -o {args.out / 'curves.png'}")
+    trainbus = shell_command()  # `trainbus`, or `.venv/bin/trainbus` outside the venv
+    print(f"  {trainbus} show {run_log}")
+    print(f"  {trainbus} plot {run_log} -o {args.out / 'curves.png'}")
     return Result(
         epochs_run,
         stopped,

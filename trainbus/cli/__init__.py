@@ -19,6 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``); the exit code."""
@@ -27,4 +32,26 @@ def main(argv: list[str] | None = None) -> int:
     return run(argv)
 
 
-__all__ = ["main"]
+def shell_command() -> str:
+    """What to type in a shell to run this environment's ``trainbus`` command.
+
+    ``trainbus`` when the shell finds this environment's script (an active
+    virtual environment); else the script's path, relative when it lies below
+    the working directory (``.venv/bin/trainbus`` after ``make demo``); else,
+    where no script is installed, ``python -m trainbus.cli`` with this Python.
+
+    Example:
+        >>> shell_command().endswith(("trainbus", "trainbus.cli"))
+        True
+    """
+    script = shutil.which("trainbus", path=str(Path(sys.executable).parent))
+    if script is None:
+        return f"{sys.executable} -m trainbus.cli"
+    found = shutil.which("trainbus")
+    if found is not None and os.path.samefile(found, script):
+        return "trainbus"
+    relative = os.path.relpath(script)
+    return script if relative.startswith("..") else relative
+
+
+__all__ = ["main", "shell_command"]
