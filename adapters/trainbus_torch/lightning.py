@@ -193,6 +193,10 @@ class KerasCallbacks(pl.Callback):
         """Keras's ``on_train_batch_end``: the step's loss and the values it logged."""
         emitter = self._running()
         logs = step_logs(outputs)
+        if "loss" in logs and pl_module.automatic_optimization:
+            # Lightning hands on the loss divided by accumulate_grad_batches (what it
+            # back-propagates); the step's loss is that times the count again.
+            logs["loss"] = logs["loss"] * trainer.accumulate_grad_batches
         logs.update(self._since.take(trainer.callback_metrics))
         self._batch_keys.update(logs)
         emitter.on_train_batch_end(batch_idx, logs, sample_count(batch))

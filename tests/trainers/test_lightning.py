@@ -214,6 +214,34 @@ def test_values_logged_with_self_log_reach_batch_and_epoch_logs_under_keras_name
     assert epoch_logs["mae"] == pytest.approx(mae_mean, rel=1e-5)
 
 
+def test_accumulate_grad_batches_logs_the_steps_loss_not_lightnings_share() -> None:
+    # Lightning divides the loss it hands on by accumulate_grad_batches (what it
+    # back-propagates); the Keras logs hold the loss training_step returned.
+    class Remembering(Regression):
+        def __init__(self) -> None:
+            super().__init__()
+            self.losses: list[float] = []
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = super().training_step(batch, batch_idx)
+            self.losses.append(float(loss.detach()))
+            return loss
+
+    batch_losses: list[float] = []
+
+    class BatchLosses(Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            batch_losses.append(float(logs["loss"]))
+
+    module = Remembering()
+    trainer(
+        KerasCallbacks([BatchLosses()], bus=Bus()), max_epochs=1, accumulate_grad_batches=2
+    ).fit(module, loader(0))
+
+    assert len(module.losses) == 3
+    assert batch_losses == pytest.approx(module.losses)
+
+
 # -- real keras callbacks inside the trainer ---------------------------------------------------
 
 
