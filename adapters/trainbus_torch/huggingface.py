@@ -150,7 +150,7 @@ class KerasCallbacks(TrainerCallback):
         self._hold()
         epochs = math.ceil(state.num_train_epochs) if state.num_train_epochs else 1
         emitter.params["epochs"] = epochs
-        emitter.params["steps"] = math.ceil(state.max_steps / epochs) if state.max_steps else None
+        emitter.params["steps"] = _steps_per_epoch(kwargs.get("train_dataloader"), args, state)
         self._close_on = None
         emitter.on_train_begin()
 
@@ -301,6 +301,24 @@ class KerasCallbacks(TrainerCallback):
         if self._attached is not None:
             attached, self._attached = self._attached, None
             attached.close()
+
+
+def _steps_per_epoch(dataloader: Any, args: TrainingArguments, state: TrainerState) -> int | None:
+    """Keras's ``params["steps"]``: the optimizer steps of a full epoch, as HF counts them
+    (its micro-batches in groups of ``gradient_accumulation_steps``, the last group
+    possibly smaller), no more than ``max_steps``.
+
+    Without a dataloader length, ``max_steps`` spread over the epochs.
+    """
+    try:
+        batches = len(dataloader)
+    except TypeError:
+        batches = None
+    if not batches:
+        epochs = math.ceil(state.num_train_epochs) if state.num_train_epochs else 1
+        return math.ceil(state.max_steps / epochs) if state.max_steps else None
+    steps = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return min(steps, state.max_steps) if state.max_steps else steps
 
 
 __all__ = ["KerasCallbacks", "keras_logs"]

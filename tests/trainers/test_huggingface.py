@@ -181,6 +181,32 @@ def test_gradient_accumulation_counts_optimizer_steps_as_fit_does(tmp_path: Path
     assert steps == [index for hook, index, _ in under_fit.calls if hook == "train_batch_end"]
 
 
+@pytest.mark.parametrize(
+    ("options", "steps"),
+    [
+        ({"max_steps": 9}, 4),  # epochs of 4 steps, the third cut short at step 9
+        ({"max_steps": 2}, 2),  # one epoch, cut short
+        ({"gradient_accumulation_steps": 3}, 2),  # 4 micro-batches: groups of 3 and 1
+    ],
+)
+def test_params_steps_is_the_optimizer_steps_of_an_epoch(
+    tmp_path: Path, options: dict[str, Any], steps: int
+) -> None:
+    inside = Recorder()
+    params: list[Any] = []
+    seen = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: params.append(seen.params))
+    train(tmp_path, [inside, seen], epochs=2, **options)
+    assert params[0]["steps"] == steps
+    per_epoch: dict[int, int] = {}
+    epoch = -1
+    for hook, index, _ in inside.calls:
+        if hook == "epoch_begin":
+            epoch = index or 0
+        elif hook == "train_batch_end":
+            per_epoch[epoch] = per_epoch.get(epoch, 0) + 1
+    assert max(per_epoch.values()) == steps
+
+
 def test_early_stopping_stops_the_trainer_where_keras_would_and_restores_the_best(
     tmp_path: Path,
 ) -> None:
