@@ -76,12 +76,14 @@ def epoch_values(
 ) -> dict[str, Any]:
     """Lightning's epoch aggregates in ``metrics`` at a training epoch's end, by Keras name.
 
-    At that point Lightning has recreated its values (object identity tells
-    nothing), so they are picked by name: a value logged with ``on_epoch=True``
-    (its aggregate: ``name``, with a ``name_epoch`` copy when it was logged per
-    step too), but neither a value logged per step only (``batch_keys``: the
-    epoch mean of its batch values stands) nor one of the evaluations'
-    results (``eval_keys``: they are the ``val_`` results already).
+    At that point Lightning has recreated the values logged in the epoch (their
+    identity against the batches' tells nothing), so they are picked by name
+    (the caller leaves out those not logged in the epoch at all): a value
+    logged with ``on_epoch=True`` (its aggregate: ``name``, with a
+    ``name_epoch`` copy when it was logged per step too), but neither a value
+    logged per step only (``batch_keys``: the epoch mean of its batch values
+    stands) nor one of the evaluations' results (``eval_keys``: they are the
+    ``val_`` results already).
 
     Example:
         >>> metrics = {"mae": 1.5, "mae_epoch": 1.5, "mae_step": 3.0, "step_only": 2.0,

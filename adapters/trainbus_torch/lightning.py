@@ -143,6 +143,7 @@ class KerasCallbacks(pl.Callback):
         self._attached: contextlib.ExitStack | None = None
         self._since = LoggedSince()
         self._batch_keys: set[str] = set()  # logged per training batch in this epoch
+        self._epoch_start: dict[str, Any] = {}  # trainer.callback_metrics as the epoch began
         self._eval_keys: set[str] = set()  # Lightning's names of evaluation results
         self._test_index = 0
 
@@ -174,7 +175,8 @@ class KerasCallbacks(pl.Callback):
         emitter = self._running()
         emitter.on_epoch_begin(trainer.current_epoch)
         self._batch_keys.clear()
-        self._since.mark(trainer.callback_metrics)
+        self._epoch_start = dict(trainer.callback_metrics)
+        self._since.mark(self._epoch_start)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -206,7 +208,11 @@ class KerasCallbacks(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Keras's ``on_epoch_end``: Lightning has run the epoch's validation by now."""
         emitter = self._running()
-        aggregates = epoch_values(trainer.callback_metrics, self._batch_keys, self._eval_keys)
+        # Lightning keeps a value logged in an earlier epoch in callback_metrics (the same
+        # object) until it is logged again: one not logged in this epoch is not its log.
+        start = self._epoch_start
+        logged = {k: v for k, v in trainer.callback_metrics.items() if start.get(k) is not v}
+        aggregates = epoch_values(logged, self._batch_keys, self._eval_keys)
         emitter.on_epoch_end(trainer.current_epoch, aggregates)
         if emitter.stop_training:
             trainer.should_stop = True

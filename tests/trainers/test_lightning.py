@@ -214,6 +214,29 @@ def test_values_logged_with_self_log_reach_batch_and_epoch_logs_under_keras_name
     assert epoch_logs["mae"] == pytest.approx(mae_mean, rel=1e-5)
 
 
+def test_a_value_not_logged_in_an_epoch_is_not_in_its_logs() -> None:
+    # Lightning keeps the last value of every name ever logged in callback_metrics;
+    # Keras's epoch logs hold what this epoch measured.
+    class FirstEpochOnly(Regression):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            loss = super().training_step(batch, batch_idx)
+            self.log("every", float(self.current_epoch), on_step=False, on_epoch=True)
+            if self.current_epoch == 0:
+                self.log("warmup", 100.0 + batch_idx)  # per step
+                self.log("warmup_mean", 7.0, on_step=False, on_epoch=True)
+            return loss
+
+    recorder = Recorder()
+    trainer(KerasCallbacks([recorder], bus=Bus()), max_epochs=3).fit(FirstEpochOnly(), loader(0))
+
+    assert [sorted(logs) for logs in recorder.epoch_logs] == [
+        ["every", "loss", "warmup", "warmup_mean"],
+        ["every", "loss"],
+        ["every", "loss"],
+    ]
+    assert [logs["every"] for logs in recorder.epoch_logs] == [0.0, 1.0, 2.0]
+
+
 def test_accumulate_grad_batches_logs_the_steps_loss_not_lightnings_share() -> None:
     # Lightning divides the loss it hands on by accumulate_grad_batches (what it
     # back-propagates); the Keras logs hold the loss training_step returned.
