@@ -21,7 +21,8 @@ stopped, the learning rate after each epoch and every request.
 
 A log resumed by ``BackupAndRestore`` (a :class:`~trainbus.event_log.LogResumed`
 line) replays as one unbroken run: the events after the last epoch end before
-the crash, and the ``TrainBegin`` of the resumed process, are left out.
+the crash (its ``Aborted`` line, when the loop raised), and the ``TrainBegin``
+of the resumed process, are left out.
 
 A log written with ``every=`` replays only the batch events it kept.
 
@@ -332,9 +333,11 @@ def _unbroken(events: Iterable[Event]) -> Iterator[Event]:
             resumed = not isinstance(event, TrainBegin)
             continue
         pending.append(event)
-        if isinstance(event, (EpochEnd, TrainEnd, Aborted)):
+        # An Aborted stays pending: a run that raised and was resumed (a LogResumed next)
+        # continues, and its crash is dropped with the rest of the interrupted epoch.
+        if isinstance(event, (EpochEnd, TrainEnd)):
             began = began or any(isinstance(e, TrainBegin) for e in pending)
-            began = began and not isinstance(event, (TrainEnd, Aborted))
+            began = began and not isinstance(event, TrainEnd)
             yield from pending
             pending.clear()
     yield from pending
