@@ -199,3 +199,35 @@ def test_bad_arguments_say_what_was_expected(tmp_path: Path) -> None:
         EventLog(tmp_path / "x.jsonl", max_bytes=-1)
     with pytest.raises(TypeError, match="events must be a non-empty tuple of Event classes"):
         EventLog(tmp_path / "x.jsonl", events=(int,))  # type: ignore[arg-type]
+
+
+def test_an_event_log_given_as_a_callback_is_refused_before_training(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from trainbus_torch import fit
+
+    net = torch.nn.Linear(2, 1)
+    data = [(torch.randn(4, 2), torch.randn(4, 1)) for _ in range(2)]
+    log = EventLog(tmp_path / "run.jsonl")
+    with pytest.raises(TypeError, match=r"subscribe\(bus\)"):
+        fit(
+            net,
+            torch.optim.SGD(net.parameters(), lr=0.1),
+            torch.nn.MSELoss(),
+            data,
+            epochs=1,
+            callbacks=[log],
+            verbose=0,
+        )
+    bus = Bus()
+    log.subscribe(bus)  # the way it records, which still works after the refusal
+    fit(
+        net,
+        torch.optim.SGD(net.parameters(), lr=0.1),
+        torch.nn.MSELoss(),
+        data,
+        epochs=1,
+        bus=bus,
+        verbose=0,
+    )
+    log.close()
+    assert [type(event).__name__ for event in read_events(log.path)][-1] == "TrainEnd"

@@ -265,7 +265,18 @@ class EventLog:
         self._bus = None
 
     def set_model(self, model: Any) -> None:
-        """Note the optimizer (its learning rate goes in :class:`RunParams` and epoch ends)."""
+        """Note the optimizer (its learning rate goes in :class:`RunParams` and epoch ends).
+
+        Raises:
+            TypeError: The log was given as a callback (``fit(callbacks=[...])``,
+                ``bus.attach``) instead of subscribed: it would record nothing.
+        """
+        if self._bus is None:
+            raise TypeError(
+                f"{self!r} was passed as a callback, where it records nothing: an EventLog "
+                "is a bus subscriber. Subscribe it with event_log.subscribe(bus) and give "
+                "that bus to the loop (fit(..., bus=bus) or Emitter(bus))"
+            )
         self._optimizer = getattr(model, "optimizer", None)
         self._learning_rate = self._current_rate()
 
