@@ -69,7 +69,7 @@ import sys
 import time
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple, cast
 
@@ -199,6 +199,8 @@ class EventLog:
             isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0
         ):
             raise ValueError(f"max_bytes must be a non-negative int or None, got {max_bytes!r}")
+        if events is not None and not isinstance(events, Iterable):
+            raise TypeError(f"events must be a non-empty tuple of Event classes, got {events!r}")
         chosen = _DEFAULT_EVENTS if events is None else tuple(events)
         bad = [e for e in chosen if not (isinstance(e, type) and issubclass(e, Event))]
         if bad or not chosen:

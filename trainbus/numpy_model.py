@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -54,10 +53,7 @@ class NumpyOptimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        rate = float(value)
-        if not math.isfinite(rate) or rate < 0:
-            raise ValueError(f"learning_rate must be a finite float >= 0, got {value!r}")
-        self._learning_rate = rate
+        self._learning_rate = checked_learning_rate(value)
 
     def __repr__(self) -> str:
         return (
@@ -92,7 +88,7 @@ class NumpyModel:
         for name, value in params.items():
             if not isinstance(name, str) or not name or name.startswith("__") or "/" in name:
                 raise ValueError(
-                    f"parameter names must be non-empty strings without '/' and not starting "
+                    f"params' names must be non-empty strings without '/' and not starting "
                     f"with '__' (reserved for file metadata), got {name!r}"
                 )
             if not isinstance(value, np.ndarray):
