@@ -19,13 +19,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import torch
 
 from trainbus.callbacks import BackupAndRestore, History
-from trainbus.fitting import FitCallbacks, HistoryLike, check_portable, is_history
+from trainbus.emitter import Emitter
+from trainbus.fitting import FitCallbacks, HistoryLike, attach_callbacks, check_portable, is_history
 from trainbus.hooks import flatten_callbacks, is_keras_class
 
 
@@ -43,7 +45,21 @@ def trainer_callbacks(callbacks: object, *, trainer: str, resume: str) -> FitCal
     """
     chosen = flatten_callbacks(callbacks)
     check_portable(chosen, "torch")
-    for callback in chosen:
+    refuse_backup(chosen, trainer=trainer, resume=resume)
+    found = next((cast(HistoryLike, cb) for cb in reversed(chosen) if is_history(cb)), None)
+    if found is None:
+        found = History()
+        chosen.append(found)
+    return FitCallbacks(chosen, found)
+
+
+def refuse_backup(callbacks: Iterable[object], *, trainer: str, resume: str) -> None:
+    """Refuse a ``BackupAndRestore`` (trainbus's or Keras's) among ``callbacks``.
+
+    Raises:
+        TypeError: naming ``trainer`` and its own resumption mechanism, ``resume``.
+    """
+    for callback in callbacks:
         if isinstance(callback, BackupAndRestore) or is_keras_class(
             callback, "keras.src.callbacks.backup_and_restore", "BackupAndRestore"
         ):
@@ -53,11 +69,35 @@ def trainer_callbacks(callbacks: object, *, trainer: str, resume: str) -> FitCal
                 f"state), which a restore behind its back would contradict; use {resume} "
                 "instead"
             )
-    found = next((cast(HistoryLike, cb) for cb in reversed(chosen) if is_history(cb)), None)
-    if found is None:
-        found = History()
-        chosen.append(found)
-    return FitCallbacks(chosen, found)
+
+
+class HeldCallbacks:
+    """The callbacks attached to a bus for one emitter while a run is open, then let go.
+
+    Example:
+        >>> from trainbus import Bus, Emitter
+        >>> from trainbus.callbacks import History
+        >>> emitter = Emitter(Bus())
+        >>> held = HeldCallbacks([History()])
+        >>> held.hold(emitter); held.hold(emitter)  # once only
+        >>> len(emitter.bus.callbacks(emitter)), held.release(), len(emitter.bus.callbacks(emitter))
+        (1, None, 0)
+    """
+
+    def __init__(self, callbacks: Iterable[object]) -> None:
+        self.callbacks = list(callbacks)
+        self._attached: contextlib.ExitStack | None = None
+
+    def hold(self, emitter: Emitter) -> None:
+        """Attach the callbacks for ``emitter``, unless they are already held."""
+        if self._attached is None:
+            self._attached = attach_callbacks(emitter, self.callbacks)
+
+    def release(self) -> None:
+        """Detach them (nothing if they are not held)."""
+        attached, self._attached = self._attached, None
+        if attached is not None:
+            attached.close()
 
 
 def scalar_logs(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -65,9 +64,14 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
 from trainbus.emitter.lifecycle import EPOCH, IDLE
-from trainbus.fitting import HistoryLike, attach_callbacks
+from trainbus.fitting import HistoryLike
 from trainbus_torch._hf_learning_rate import CONSTANT, TrainerOptimizer, scheduler_type
-from trainbus_torch._trainer_callbacks import changes_learning_rate, scalar_logs, trainer_callbacks
+from trainbus_torch._trainer_callbacks import (
+    HeldCallbacks,
+    changes_learning_rate,
+    scalar_logs,
+    trainer_callbacks,
+)
 from trainbus_torch.model import TorchModel
 
 _RESUME = "the Trainer's trainer.train(resume_from_checkpoint=...) with a save_strategy"
@@ -124,7 +128,7 @@ class KerasCallbacks(TrainerCallback):
         self.callbacks = run.callbacks
         self.history: HistoryLike | None = run.history
         self.emitter = Emitter(bus, params={"verbose": 0, "epochs": 1, "steps": None})
-        self._attached: contextlib.ExitStack | None = None
+        self._held = HeldCallbacks(self.callbacks)
         self._batch = -1  # the open epoch's last batch index
         self._eval_steps = 0  # prediction steps since the last evaluation or prediction
         self._train_logs: dict[str, Any] = {}  # the epoch's latest training log
@@ -294,13 +298,11 @@ class KerasCallbacks(TrainerCallback):
         return handle
 
     def _hold(self) -> None:
-        if self._attached is None:
-            self._attached = attach_callbacks(self.emitter, list(self.callbacks))
+        """Attach the callbacks to the bus for this emitter, until :meth:`_release`."""
+        self._held.hold(self.emitter)
 
     def _release(self) -> None:
-        if self._attached is not None:
-            attached, self._attached = self._attached, None
-            attached.close()
+        self._held.release()
 
 
 def _steps_per_epoch(dataloader: Any, args: TrainingArguments, state: TrainerState) -> int | None:

@@ -51,7 +51,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -61,9 +60,9 @@ from ignite.engine import Engine, Events
 from trainbus.bus import Bus
 from trainbus.emitter import Emitter
 from trainbus.emitter.lifecycle import EPOCH, IDLE, TEST_STATES
-from trainbus.fitting import HistoryLike, attach_callbacks
+from trainbus.fitting import HistoryLike
 from trainbus.samples import sample_count
-from trainbus_torch._trainer_callbacks import scalar_logs, trainer_callbacks
+from trainbus_torch._trainer_callbacks import HeldCallbacks, scalar_logs, trainer_callbacks
 from trainbus_torch.model import TorchModel
 
 OutputTransform = Callable[[Any], Mapping[str, Any]]
@@ -200,7 +199,7 @@ class IgniteRun:
         self.history = history
         self._validation_data = validation_data
         self._logs = output_transform if output_transform is not None else output_logs
-        self._attached: contextlib.ExitStack | None = None
+        self._held = HeldCallbacks(self.callbacks)
         self._first_iteration = 0
         self._test_first_iteration = 0
         self._handlers: list[tuple[Engine, Any, Callable[..., None]]] = []
@@ -241,13 +240,10 @@ class IgniteRun:
 
     def _hold(self) -> None:
         """Attach the callbacks to the bus for this emitter, until :meth:`_release`."""
-        if self._attached is None:
-            self._attached = attach_callbacks(self.emitter, list(self.callbacks))
+        self._held.hold(self.emitter)
 
     def _release(self) -> None:
-        if self._attached is not None:
-            attached, self._attached = self._attached, None
-            attached.close()
+        self._held.release()
 
     # -- the trainer ---------------------------------------------------------------------
 

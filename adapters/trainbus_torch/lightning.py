@@ -65,7 +65,6 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 import trainbus_torch.training  # noqa: F401  (registers the torch log converter and reducer)
 from trainbus.bus import Bus
-from trainbus.callbacks.backup_and_restore import BackupAndRestore
 from trainbus.distributed import Collective
 from trainbus.emitter import Emitter
 from trainbus.fitting import (
@@ -74,7 +73,7 @@ from trainbus.fitting import (
     eval_callbacks,
     fit_callbacks,
 )
-from trainbus.hooks import flatten_callbacks, is_keras_class
+from trainbus.hooks import flatten_callbacks
 from trainbus.samples import sample_count
 from trainbus_torch._lightning_logs import (
     LoggedSince,
@@ -82,6 +81,7 @@ from trainbus_torch._lightning_logs import (
     step_logs,
     without_prefix,
 )
+from trainbus_torch._trainer_callbacks import refuse_backup
 from trainbus_torch.model import TorchModel
 
 # The prefix a Lightning module usually gives its values per stage: taken off for Keras's
@@ -422,17 +422,12 @@ class KerasCallbacks(pl.Callback):
 
 def _refuse_backup(callbacks: Iterable[object]) -> None:
     """Refuse ``BackupAndRestore``: Lightning restores a run from its own checkpoints."""
-    for callback in callbacks:
-        if isinstance(callback, BackupAndRestore) or is_keras_class(
-            callback, "keras.src.callbacks.backup_and_restore", "BackupAndRestore"
-        ):
-            raise TypeError(
-                f"{type(callback).__module__}.{type(callback).__name__} cannot run inside "
-                "Lightning's Trainer: Lightning owns resumption (it restores the epoch, the "
-                "loop and the optimizer from a checkpoint, which a BackupAndRestore cannot "
-                "reach). Save with lightning.pytorch.callbacks.ModelCheckpoint and resume "
-                "with trainer.fit(model, ckpt_path=...) instead"
-            )
+    refuse_backup(
+        callbacks,
+        trainer="Lightning's Trainer",
+        resume="lightning.pytorch.callbacks.ModelCheckpoint to save and "
+        "trainer.fit(model, ckpt_path=...) to resume",
+    )
 
 
 def _finite(count: float | int) -> int | None:
