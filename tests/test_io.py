@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -124,6 +127,38 @@ def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
     with atomic_write(target, "wb") as f:
         f.write(b"\x00\x01")
     assert target.read_bytes() == b"\x00\x01"
+
+
+def test_a_folder_removed_between_two_writes_is_created_again(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    with atomic_write(folder / "log.csv") as f:
+        f.write("first")
+    shutil.rmtree(folder)
+    with atomic_write(folder / "log.csv") as f:
+        f.write("second")
+    assert (folder / "log.csv").read_text() == "second"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_new_file_gets_the_umask_in_force_when_it_is_written(tmp_path: Path) -> None:
+    before = os.umask(0o077)  # set after trainbus was imported, as a job script may do
+    try:
+        with atomic_write(tmp_path / "private.csv") as f:
+            f.write("x")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "private.csv").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "shared.csv"
+    target.write_text("old")
+    target.chmod(0o664)
+    with atomic_write(target) as f:
+        f.write("new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o664
+    assert target.read_text() == "new"
 
 
 def test_only_w_and_wb_modes_are_accepted(tmp_path: Path) -> None:

@@ -8,12 +8,15 @@ directory entry is ``fsync``-ed where the platform allows.
 A writer killed mid-write (``SIGKILL``, a power cut) leaves its temporary
 file behind. Its name ties it to the target and to the process that wrote it,
 ``.<target name>.tb<host>-<pid>-<random>.tmp`` (``<host>``: a short hash of
-the host name), so the next write into the same folder removes the temporary
-files of that pattern whose process, on this host, is gone (on POSIX; on
-Windows leftovers stay): those of the same target, and those of targets that
-are not written again (a checkpoint template's ``ckpt-{epoch}.npz``, a backup
-generation). Nothing else in the folder is touched: files of another pattern,
-of another host, or of a writer still running.
+the host name), so a process's first write into a folder removes the temporary files of that
+pattern whose process, on this host, is gone (on POSIX; on Windows leftovers
+stay): those of the same target, and those of targets that are not written
+again (a checkpoint template's ``ckpt-{epoch}.npz``, a backup generation).
+Nothing else in the folder is touched: files of another pattern, of another
+host, or of a writer still running. The folder is looked through once per
+process, not at every write: a folder of many checkpoints would otherwise be
+listed at every save, a cost that grows with the run (a writer that another
+process loses in the same folder later is cleaned up by the next process).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import socket
+import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -57,17 +61,19 @@ def atomic_write(
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(f"cannot write {str(target)!r}: it is an existing directory")
-    if not overwrite and target.exists():
-        raise FileExistsError(f"{str(target)!r} exists and overwrite=False")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.tb{_HOST}-{os.getpid()}-", suffix=".tmp", dir=target.parent
-    )
     try:
-        os.chmod(tmp_name, _file_mode(target))
+        existing: os.stat_result | None = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        existing = None
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        raise IsADirectoryError(f"cannot write {str(target)!r}: it is an existing directory")
+    if existing is not None and not overwrite:
+        raise FileExistsError(f"{str(target)!r} exists and overwrite=False")
+    _remove_stale_temporaries(target)
+    fd, tmp_name = _temporary_file(target)
+    try:
+        if existing is not None:  # the new file keeps the old one's permissions
+            os.chmod(tmp_name, existing.st_mode & 0o7777)
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
@@ -91,17 +97,55 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _MARK = f".tb{_HOST}-"
 _TEMPORARY = re.compile(r"\..+" + re.escape(_MARK) + r"(\d+)-[a-z0-9_]+\.tmp")
 """A temporary name of this host: ``.<target name>.tb<host>-<pid>-<random>.tmp`` (the
-random part is what ``tempfile.mkstemp`` puts between the prefix and the suffix)."""
+random part is 8 hexadecimal digits)."""
+
+
+def _temporary_file(target: Path) -> tuple[int, str]:
+    """Create the temporary file for ``target`` (and its missing parent folders).
+
+    It is created with mode ``0o666`` for the kernel to apply the umask (or
+    the folder's default ACL) to, as for any new file: what the target gets.
+    """
+    prefix = os.path.join(target.parent, f".{target.name}{_MARK}{os.getpid()}-")
+    for attempt in range(100):
+        name = f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(name, _CREATE_NEW, 0o666), name
+        except FileExistsError:  # pragma: no cover - a 1 in 4 billion clash
+            continue
+        except FileNotFoundError:  # the folder is missing: asked only then, not at every write
+            if attempt:
+                raise
+            target.parent.mkdir(parents=True, exist_ok=True)
+    raise FileExistsError(f"no free temporary name for {str(target)!r}")  # pragma: no cover
+
+
+_CREATE_NEW = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+_SWEPT: set[str] = set()
+"""The folders this process has looked through for leftovers (see the module docstring)."""
 
 
 def _remove_stale_temporaries(target: Path) -> None:
     """Remove the temporary files that killed writers left in ``target``'s folder.
 
     Only names of :func:`atomic_write`'s own pattern for this host, whose
-    process is gone, are removed.
+    process is gone, are removed; each folder is looked through once per process.
     """
     if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
         return
+    folder = os.path.abspath(target.parent)
+    if folder in _SWEPT:
+        return
+    _SWEPT.add(folder)
     try:
         entries = [
             entry
@@ -150,16 +194,6 @@ def _system_error(error: BaseException) -> OSError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _file_mode(target: Path) -> int:
-    """The permissions the written file gets: the old file's, else the umask's default."""
-    try:
-        return target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:

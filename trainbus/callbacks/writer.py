@@ -130,7 +130,11 @@ class PrimaryWriter:
         collective = self._collective() if save_is_collective(model) else None
         if self.writes_here or collective is not None:
             directory = os.path.dirname(path)
-            if directory and getattr(model, "writes_files", True):  # not replay's stand-in
+            if (
+                directory
+                and getattr(model, "writes_files", True)  # not replay's stand-in
+                and not os.path.isdir(directory)  # one stat: makedirs would try mkdir first
+            ):
                 os.makedirs(directory, exist_ok=True)
             if weights_only:
                 model.save_weights(path, overwrite=True)
