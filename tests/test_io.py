@@ -129,6 +129,15 @@ def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
     assert target.read_bytes() == b"\x00\x01"
 
 
+def test_a_file_where_a_folder_should_be_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("not a folder")
+    target = tmp_path / "run" / "log.csv"
+    expected = r"log\.csv.*a folder in its path is a file"
+    with pytest.raises(NotADirectoryError, match=expected), atomic_write(target) as f:
+        f.write("x")
+    assert (tmp_path / "run").read_text() == "not a folder"
+
+
 def test_a_folder_removed_between_two_writes_is_created_again(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     with atomic_write(folder / "log.csv") as f:

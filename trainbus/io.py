@@ -8,15 +8,16 @@ directory entry is ``fsync``-ed where the platform allows.
 A writer killed mid-write (``SIGKILL``, a power cut) leaves its temporary
 file behind. Its name ties it to the target and to the process that wrote it,
 ``.<target name>.tb<host>-<pid>-<random>.tmp`` (``<host>``: a short hash of
-the host name), so a process's first write into a folder removes the temporary files of that
-pattern whose process, on this host, is gone (on POSIX; on Windows leftovers
-stay): those of the same target, and those of targets that are not written
-again (a checkpoint template's ``ckpt-{epoch}.npz``, a backup generation).
-Nothing else in the folder is touched: files of another pattern, of another
-host, or of a writer still running. The folder is looked through once per
-process, not at every write: a folder of many checkpoints would otherwise be
-listed at every save, a cost that grows with the run (a writer that another
-process loses in the same folder later is cleaned up by the next process).
+the host name), so a process's first write into a folder removes the
+temporary files of that pattern whose process, on this host, is gone (on
+POSIX; on Windows leftovers stay): those of the same target, and those of
+targets that are not written again (a checkpoint template's
+``ckpt-{epoch}.npz``, a backup generation). Nothing else in the folder is
+touched: files of another pattern, of another host, or of a writer still
+running. The folder is looked through once per process, not at every write: a
+folder of many checkpoints would otherwise be listed at every save, a cost
+that grows with the run (a writer that another process loses in the same
+folder later is cleaned up by the next process).
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ def _temporary_file(target: Path) -> tuple[int, str]:
             if attempt:
                 raise
             target.parent.mkdir(parents=True, exist_ok=True)
+        except NotADirectoryError as error:
+            raise NotADirectoryError(
+                error.errno, f"cannot write {str(target)!r}: a folder in its path is a file"
+            ) from None
     raise FileExistsError(f"no free temporary name for {str(target)!r}")  # pragma: no cover
 
 
