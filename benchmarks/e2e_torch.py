@@ -283,32 +283,37 @@ def prepare_bare(task: Task, batches: list[Any]) -> Callable[[], None]:
     return run
 
 
-def prepare_hand(task: Task, batches: list[Any]) -> Callable[[], None]:
+EpochFiles = Callable[[int, float], None]
+"""Writes a hand-written loop's files at an epoch's end, given the epoch and its loss."""
+
+
+def plain_files(folder: Path, net: Any) -> EpochFiles:
+    """A CSV row appended and ``torch.save`` to a new file, in place."""
     import torch
 
-    net = task.new_net()
-    optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
-    loss_fn = task.loss_fn()
-    folder = task.new_folder("hand")
+    def write(epoch: int, loss: float) -> None:
+        with open(folder / "log.csv", "a", newline="") as file:
+            writer = csv.writer(file)
+            if epoch == 0:
+                writer.writerow(["epoch", "loss"])
+            writer.writerow([epoch, loss])
+        torch.save(net.state_dict(), folder / f"ckpt-{epoch + 1:03d}.pt")
 
-    def run() -> None:
-        best, wait = math.inf, 0
-        for epoch in range(task.epochs):
-            loss = bare_epoch(net, optimizer, loss_fn, batches)
-            with open(folder / "log.csv", "a", newline="") as file:
-                writer = csv.writer(file)
-                if epoch == 0:
-                    writer.writerow(["epoch", "loss"])
-                writer.writerow([epoch, loss])
-            torch.save(net.state_dict(), folder / f"ckpt-{epoch + 1:03d}.pt")
-            if loss < best:
-                best, wait = loss, 0
-            else:
-                wait += 1
-                if wait >= PATIENCE:
-                    break
+    return write
 
-    return run
+
+def durable_files(folder: Path, net: Any) -> EpochFiles:
+    """The same files written as trainbus writes them: the CSV whole, each crash-safely."""
+    import torch
+
+    rows = ["epoch,loss\r\n"]
+
+    def write(epoch: int, loss: float) -> None:
+        rows.append(f"{epoch},{loss}\r\n")
+        durable_write(folder / "log.csv", partial(write_bytes, "".join(rows).encode()))
+        durable_write(folder / f"ckpt-{epoch + 1:03d}.pt", partial(torch.save, net.state_dict()))
+
+    return write
 
 
 def write_bytes(data: bytes, file: Any) -> None:
@@ -330,23 +335,25 @@ def durable_write(path: Path, write: Callable[[Any], object]) -> None:
         os.close(folder)
 
 
-def prepare_durable(task: Task, batches: list[Any]) -> Callable[[], None]:
+def prepare_hand(
+    task: Task,
+    batches: list[Any],
+    files: Callable[[Path, Any], EpochFiles] = plain_files,
+    key: str = "hand",
+) -> Callable[[], None]:
+    """The bare loop with a best/wait counter and ``files`` written at each epoch's end."""
     import torch
 
     net = task.new_net()
     optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
     loss_fn = task.loss_fn()
-    folder = task.new_folder("durable")
+    write_files = files(task.new_folder(key), net)
 
     def run() -> None:
         best, wait = math.inf, 0
-        rows = "epoch,loss\r\n"
         for epoch in range(task.epochs):
             loss = bare_epoch(net, optimizer, loss_fn, batches)
-            rows += f"{epoch},{loss}\r\n"
-            durable_write(folder / "log.csv", partial(write_bytes, rows.encode()))
-            checkpoint = folder / f"ckpt-{epoch + 1:03d}.pt"
-            durable_write(checkpoint, partial(torch.save, net.state_dict()))
+            write_files(epoch, loss)
             if loss < best:
                 best, wait = loss, 0
             else:
@@ -588,7 +595,11 @@ def contenders(no_peers: bool) -> list[Contender]:
     rows = [
         Contender("bare", "bare loop, no features", prepare_bare),
         Contender("hand", "hand-written loop + 3 features", prepare_hand),
-        Contender("durable", "hand-written, durable files (for reading)", prepare_durable),
+        Contender(
+            "durable",
+            "hand-written, durable files (for reading)",
+            partial(prepare_hand, files=durable_files, key="durable"),
+        ),
         Contender("fit", "trainbus fit + 3 callbacks", prepare_fit),
         Contender("loop", "trainbus Emitter loop + 3 callbacks", prepare_loop),
     ]

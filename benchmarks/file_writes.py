@@ -10,8 +10,9 @@ same payload (a 2 KiB CSV-sized one by default) by:
 1. **plain**: ``open(target, "wb").write(payload)``, in place (what Poutyne's CSV logger and
    a hand-written loop do);
 2. **plain + fsync**: the same, flushed and ``fsync``-ed;
-3. **durable, by hand**: the minimum a crash-safe write needs: ``os.open`` a new temporary
-   file, write, ``fsync``, ``os.replace``, ``fsync`` the folder;
+3. **durable, by hand**: the minimum a crash-safe write needs (``e2e_torch.durable_write``,
+   which its durable hand-written loop uses): open a temporary file, write, ``fsync``,
+   ``os.replace``, ``fsync`` the folder;
 4. **atomic_write**: trainbus's, which adds its checks (the target is not a folder,
    ``overwrite``), the old file's permissions, and the removal of temporary files that killed
    writers left in the folder;
@@ -49,7 +50,10 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+
+from e2e_torch import durable_write, write_bytes
 
 from trainbus.io import atomic_write
 
@@ -68,18 +72,7 @@ def contenders(payload: bytes, baseline: str | None) -> dict[str, Write]:
             os.fsync(handle.fileno())
 
     def durable_by_hand(target: Path) -> None:
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-        folder = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        durable_write(target, partial(write_bytes, payload))
 
     def trainbus_write(target: Path) -> None:
         with atomic_write(target, "wb") as handle:
