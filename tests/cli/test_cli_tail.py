@@ -99,6 +99,10 @@ def test_follow_prints_epochs_as_a_writer_appends_them_and_ends_at_train_end(
     assert err == ""
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_ends_a_follow_with_exit_code_130_and_no_traceback(
     recorded: Recorded, tmp_path: Path
 ) -> None:
@@ -112,6 +116,9 @@ def test_ctrl_c_ends_a_follow_with_exit_code_130_and_no_traceback(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # As in a terminal: a shell's background job (a CI script run with &) passes SIGINT on
+        # ignored, and Python then installs no KeyboardInterrupt handler for it.
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     try:
         assert tail.stdout is not None
