@@ -29,7 +29,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from e2e_torch import Task, _make_trainbus_importable, bare_epoch, trainbus_callbacks
+from e2e_torch import (
+    Task,
+    _make_trainbus_importable,
+    bare_epoch,
+    emitter_loop,
+    trainbus_callbacks,
+)
 
 HIGH, LOW = 200, 100
 """The two epoch lengths whose difference is counted."""
@@ -96,14 +102,7 @@ def contenders(task: Task, callbacks: bool) -> dict[str, Callable[[int], Callabl
         def run() -> None:
             with bus.attach(chosen):
                 emitter = Emitter(bus, model=model, params={"verbose": 0})
-                with emitter.training(epochs=1) as epochs:
-                    for _ in epochs:
-                        for inputs, targets in emitter.batches(batches):
-                            loss = loss_fn(net(inputs), targets)
-                            optimizer.zero_grad(set_to_none=True)
-                            loss.backward()
-                            optimizer.step()
-                            emitter.log(loss=loss.detach())
+                emitter_loop(emitter, net, optimizer, loss_fn, batches, epochs=1)
 
         return run
 

@@ -419,17 +419,24 @@ def prepare_loop(task: Task, batches: list[Any]) -> Callable[[], None]:
     def run() -> None:
         with bus.attach(callbacks):
             emitter = Emitter(bus, model=model, params={"verbose": 0})
-            with emitter.training(epochs=task.epochs) as epochs:
-                for _ in epochs:
-                    net.train()
-                    for inputs, targets in emitter.batches(batches):
-                        loss = loss_fn(net(inputs), targets)
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        optimizer.step()
-                        emitter.log(loss=loss.detach())
+            emitter_loop(emitter, net, optimizer, loss_fn, batches, task.epochs)
 
     return run
+
+
+def emitter_loop(
+    emitter: Any, net: Any, optimizer: Any, loss_fn: Any, batches: list[Any], epochs: int
+) -> None:
+    """The bare loop's body driven by ``emitter`` (``batch_work.py`` counts it too)."""
+    with emitter.training(epochs=epochs) as indices:
+        for _ in indices:
+            net.train()
+            for inputs, targets in emitter.batches(batches):
+                loss = loss_fn(net(inputs), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                emitter.log(loss=loss.detach())
 
 
 def prepare_poutyne(task: Task, batches: list[Any]) -> Callable[[], None]:
