@@ -70,17 +70,22 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def cli_env() -> dict[str, str]:
+    """The environment the command line runs in: this checkout importable, no set width."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
+    env.pop("COLUMNS", None)
+    return env
+
+
 def run_cli(
     *args: object, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``python -m trainbus.cli ARGS`` on this checkout, its output captured."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
-    env.pop("COLUMNS", None)
     return subprocess.run(
         [sys.executable, "-m", "trainbus.cli", *map(str, args)],
         capture_output=True,
         text=True,
-        env=env,
+        env=cli_env(),
         cwd=cwd,
         timeout=timeout,
         check=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import ROOT, Cli, Recorded
+from .conftest import Cli, Recorded, cli_env
 
 
 def test_no_follow_prints_every_epoch_there_and_the_end(cli: Cli, recorded: Recorded) -> None:
@@ -64,26 +63,41 @@ WRITER = textwrap.dedent(
 )
 
 
+def start_following(path: Path) -> subprocess.Popen[str]:
+    """``trainbus tail PATH`` following the file, in a new process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainbus.cli", "tail", str(path), "--interval", "0.02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        # As in a terminal: a shell's background job (a CI script run with &) passes SIGINT on
+        # ignored, and Python then installs no KeyboardInterrupt handler for it.
+        preexec_fn=_sigint_as_in_a_terminal,
+    )
+
+
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def first_line(tail: subprocess.Popen[str]) -> str:
+    """The first line ``tail`` prints, waited for up to 60 s."""
+    assert tail.stdout is not None
+    ready, _, _ = select.select([tail.stdout], [], [], 60)
+    assert ready, "tail printed nothing within 60 s"
+    return tail.stdout.readline()
+
+
 def test_follow_prints_epochs_as_a_writer_appends_them_and_ends_at_train_end(
     recorded: Recorded, tmp_path: Path
 ) -> None:
     target, go = tmp_path / "live.jsonl", tmp_path / "go"
     target.write_bytes(b"")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "trainbus.cli", "tail", str(target), "--interval", "0.02"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    tail = start_following(target)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(recorded.path), str(target), go])
     try:
-        assert tail.stdout is not None
-        ready, _, _ = select.select([tail.stdout], [], [], 60)
-        assert ready, "tail printed nothing within 60 s"
-        first = tail.stdout.readline()
-        assert first == "training began (40 epochs requested)\n"
+        assert first_line(tail) == "training began (40 epochs requested)\n"
         assert "Epoch" not in target.read_text()  # the epochs are not written yet
         go.touch()
         out, err = tail.communicate(timeout=60)
@@ -99,32 +113,15 @@ def test_follow_prints_epochs_as_a_writer_appends_them_and_ends_at_train_end(
     assert err == ""
 
 
-def _sigint_as_in_a_terminal() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_ends_a_follow_with_exit_code_130_and_no_traceback(
     recorded: Recorded, tmp_path: Path
 ) -> None:
     lines = recorded.path.read_bytes().splitlines(keepends=True)
     running = tmp_path / "running.jsonl"
     running.write_bytes(b"".join(lines[:2]))  # RunParams, TrainBegin: a job that has just begun
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "trainbus.cli", "tail", str(running), "--interval", "0.02"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        # As in a terminal: a shell's background job (a CI script run with &) passes SIGINT on
-        # ignored, and Python then installs no KeyboardInterrupt handler for it.
-        preexec_fn=_sigint_as_in_a_terminal,
-    )
+    tail = start_following(running)
     try:
-        assert tail.stdout is not None
-        ready, _, _ = select.select([tail.stdout], [], [], 60)
-        assert ready, "tail printed nothing within 60 s"
-        assert tail.stdout.readline().startswith("training began")  # it is following now
+        assert first_line(tail).startswith("training began")  # it is following now
         tail.send_signal(signal.SIGINT)
         _, err = tail.communicate(timeout=60)
     finally:
