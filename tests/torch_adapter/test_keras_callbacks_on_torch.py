@@ -28,6 +28,8 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 pytest.importorskip("h5py")
 
+from keras_snapshots import weight_snapshots  # noqa: E402
+
 from trainbus import Bus, Emitter  # noqa: E402
 from trainbus.callbacks import History  # noqa: E402
 from trainbus_torch.model import TorchModel  # noqa: E402
@@ -100,18 +102,6 @@ class ScriptedValLoss:
         if torch.is_grad_enabled():
             return F.cross_entropy(outputs, targets)
         return outputs.sum() * 0.0 + self.script[self.epoch]
-
-
-def weight_snapshots() -> tuple[dict[int, list[np.ndarray]], Any]:
-    """A LambdaCallback that keeps ``model.get_weights()`` at every epoch end."""
-    snapshots: dict[int, list[np.ndarray]] = {}
-    holder: dict[str, Any] = {}
-
-    def at_epoch_end(epoch: int, logs: Any) -> None:
-        snapshots[epoch] = holder["cb"].model.get_weights()
-
-    holder["cb"] = kc.LambdaCallback(on_epoch_end=at_epoch_end)
-    return snapshots, holder["cb"]
 
 
 # -- the two drivers -----------------------------------------------------------------------

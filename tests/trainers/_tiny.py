@@ -99,18 +99,6 @@ class Recorder(kc.Callback):  # type: ignore[misc]
         self._keep("test_batch_end", batch, logs)
 
 
-def weight_snapshots() -> tuple[dict[int, list[np.ndarray]], Any]:
-    """A LambdaCallback that keeps ``model.get_weights()`` at every epoch end."""
-    snapshots: dict[int, list[np.ndarray]] = {}
-    holder: dict[str, Any] = {}
-
-    def at_epoch_end(epoch: int, logs: Any) -> None:
-        snapshots[epoch] = holder["cb"].model.get_weights()
-
-    holder["cb"] = kc.LambdaCallback(on_epoch_end=at_epoch_end)
-    return snapshots, holder["cb"]
-
-
 def weights_of(module: Any) -> list[np.ndarray]:
     return [tensor.detach().cpu().numpy().copy() for tensor in module.state_dict().values()]
 

@@ -28,9 +28,9 @@ from _tiny import (  # noqa: E402
     batches,
     linear,
     regression,
-    weight_snapshots,
     weights_of,
 )
+from keras_snapshots import weight_snapshots  # noqa: E402
 from transformers.trainer_callback import PrinterCallback  # noqa: E402
 
 import trainbus.callbacks as tc  # noqa: E402

@@ -25,9 +25,9 @@ from _tiny import (  # noqa: E402
     assert_weights_equal,
     batches,
     linear,
-    weight_snapshots,
     weights_of,
 )
+from keras_snapshots import weight_snapshots  # noqa: E402
 
 import trainbus.callbacks as tc  # noqa: E402
 from trainbus import Bus, EpochEnd  # noqa: E402
