@@ -9,6 +9,7 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,26 +209,15 @@ def test_an_event_log_given_as_a_callback_is_refused_before_training(tmp_path: P
     net = torch.nn.Linear(2, 1)
     data = [(torch.randn(4, 2), torch.randn(4, 1)) for _ in range(2)]
     log = EventLog(tmp_path / "run.jsonl")
+
+    def train(**where: Any) -> None:
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        fit(net, optimizer, torch.nn.MSELoss(), data, epochs=1, verbose=0, **where)
+
     with pytest.raises(TypeError, match=r"subscribe\(bus\)"):
-        fit(
-            net,
-            torch.optim.SGD(net.parameters(), lr=0.1),
-            torch.nn.MSELoss(),
-            data,
-            epochs=1,
-            callbacks=[log],
-            verbose=0,
-        )
+        train(callbacks=[log])
     bus = Bus()
     log.subscribe(bus)  # the way it records, which still works after the refusal
-    fit(
-        net,
-        torch.optim.SGD(net.parameters(), lr=0.1),
-        torch.nn.MSELoss(),
-        data,
-        epochs=1,
-        bus=bus,
-        verbose=0,
-    )
+    train(bus=bus)
     log.close()
     assert [type(event).__name__ for event in read_events(log.path)][-1] == "TrainEnd"
